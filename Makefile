@@ -1,0 +1,35 @@
+# Hookbus: `make run` to run it, `make test` to test it.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test token install kafka clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Fetch the Kafka broker's jars through Maven (once; cached under .cache/).
+kafka: $(STAMP)
+	$(PY) -m devtools.broker fetch
+
+## Start Kafka, create the topics, run ingest, router and deliverer; Ctrl-C stops all.
+run: $(STAMP)
+	$(PY) -m devtools.stack
+
+## Print an API token: make token APP=app_1 (or SCOPE=admin).
+token: $(STAMP)
+	@$(PY) -m devtools.token $(if $(APP),--app $(APP)) $(if $(SCOPE),--scope $(SCOPE))
+
+## The whole suite; integration tests start their own broker.
+test: $(STAMP) kafka
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf .run .pytest_cache .hypothesis

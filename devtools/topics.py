@@ -1,0 +1,28 @@
+"""`python -m devtools.topics`: create every topic of the contract (§3) for the
+configured prefix and retry schedule, idempotently."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.common.config import Env
+from services.common.topics import Topics, ensure_topics
+from services.deliverer.settings import Settings as DelivererSettings
+
+
+def deployment_topics(env: Env) -> Topics:
+    settings = DelivererSettings.from_env(env)
+    return Topics(settings.kafka.topic_prefix, settings.retry_schedule)
+
+
+async def create(env: Env) -> list[str]:
+    topics = deployment_topics(env)
+    return await ensure_topics(
+        env.str("KAFKA_BOOTSTRAP", "127.0.0.1:9092"), topics.specs(),
+        partitions=env.int("TOPIC_PARTITIONS", 6),
+    )
+
+
+if __name__ == "__main__":
+    created = asyncio.run(create(Env()))
+    print("created: " + (", ".join(created) if created else "nothing (all topics exist)"))

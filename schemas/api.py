@@ -1,0 +1,118 @@
+"""Bodies of the management API (contract §6). Request bodies forbid unknown
+fields, so a typo is a 400 rather than a silently ignored setting."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from schemas.webhooks import ClientCredentials, TargetType, TokenRequestType, Webhook
+
+
+class ErrorDetail(msgspec.Struct):
+    field: str
+    reason: str
+
+
+class Error(msgspec.Struct, kw_only=True):
+    code: int
+    status: str
+    message: str
+    details: list[ErrorDetail] = []
+
+
+class ErrorBody(msgspec.Struct):
+    error: Error
+
+
+class ClientCredentialsIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    client_id: str
+    client_secret: str
+    endpoint: str
+    scope: str | None = None
+    response_type: str | None = None
+    token_request_type: TokenRequestType = "BASIC"
+
+
+class WebhookCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    target: str
+    triggers: list[str] | None = None
+    secret: str | None = None
+    target_type: TargetType = "HTTP"
+    client_credentials: ClientCredentialsIn | None = None
+    headers: dict[str, str] = {}
+    description: str = ""
+    enabled: bool = True
+
+
+class ClientCredentialsOut(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What the API shows of client credentials: `client_secret` is write-only."""
+
+    client_id: str
+    endpoint: str
+    scope: str | None = None
+    response_type: str | None = None
+    token_request_type: TokenRequestType = "BASIC"
+
+
+class WebhookOut(msgspec.Struct, kw_only=True, omit_defaults=True):
+    id: str
+    app_id: str
+    target: str
+    triggers: list[str]
+    target_type: TargetType
+    headers: dict[str, str]
+    description: str
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+    secret: str | None = None
+    client_credentials: ClientCredentialsOut | None = None
+    disabled_reason: str | None = None
+
+    @classmethod
+    def of(cls, webhook: Webhook, *, with_secret: bool) -> WebhookOut:
+        creds = webhook.client_credentials
+        return cls(
+            id=webhook.id,
+            app_id=webhook.app_id,
+            target=webhook.target,
+            triggers=webhook.triggers,
+            target_type=webhook.target_type,
+            headers=webhook.headers,
+            description=webhook.description,
+            enabled=webhook.enabled,
+            created_at=webhook.created_at,
+            updated_at=webhook.updated_at,
+            secret=webhook.secret if with_secret else None,
+            client_credentials=None if creds is None else _credentials_out(creds),
+            disabled_reason=webhook.disabled_reason,
+        )
+
+
+def _credentials_out(creds: ClientCredentials) -> ClientCredentialsOut:
+    return ClientCredentialsOut(
+        client_id=creds.client_id,
+        endpoint=creds.endpoint,
+        scope=creds.scope,
+        response_type=creds.response_type,
+        token_request_type=creds.token_request_type,
+    )
+
+
+class WebhookList(msgspec.Struct):
+    webhooks: list[WebhookOut]
+
+
+class EventIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    type: str
+    data: dict[str, Any] = {}
+    id: str | None = None
+    app_id: str | None = None
+    created_at: datetime | None = None
+
+
+class EventAccepted(msgspec.Struct):
+    id: str

@@ -1,0 +1,40 @@
+"""Records of the `events` topic (contract §4) and of its dead-letter topic."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+
+class Event(msgspec.Struct, kw_only=True):
+    """The envelope as ingest writes it and as every webhook receives it."""
+
+    id: str
+    type: str
+    app_id: str
+    created_at: datetime
+    data: dict[str, Any] = {}
+
+
+class EventRecord(msgspec.Struct, kw_only=True):
+    """An `events` record as any producer may write it: `id` and `created_at`
+    are optional, so the router fills them in (deterministically)."""
+
+    type: str
+    app_id: str
+    data: dict[str, Any] = {}
+    id: str | None = None
+    created_at: datetime | None = None
+
+
+class EventDeadLetter(msgspec.Struct, kw_only=True):
+    """An `events.dlq` record: the bytes that could not be routed, and why."""
+
+    reason: str
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+    failed_at: datetime

@@ -1,0 +1,38 @@
+"""`python -m services.ingest`: serve the API until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvloop
+from aiohttp import web
+
+from services.common import logs
+from services.common.config import ConfigError, Env
+from services.ingest.app import create_app
+from services.ingest.settings import Settings
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"ingest: {exc}", file=sys.stderr)
+        return 2
+    logs.configure("ingest", settings.log_format, Env().str("LOG_LEVEL", "INFO"))
+    logging.getLogger(__name__).info("starting with %r", settings)
+    web.run_app(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=10,
+        loop=uvloop.new_event_loop(),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""The ingest service: the management API and event ingestion (contract §6).
+
+Every write is acknowledged by Kafka (acks=all, idempotent producer) before the
+client hears success; every error has the contract's shape and writes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import msgspec
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from schemas.api import (
+    EventAccepted,
+    EventIn,
+    WebhookCreate,
+    WebhookList,
+    WebhookOut,
+)
+from schemas.event_types import DEFAULT_TRIGGERS
+from schemas.events import Event
+from schemas.webhooks import ClientCredentials, Webhook
+from services.common.ids import new_id
+from services.common.secrets import generate_secret
+from services.common.topics import Topics, missing_topics
+from services.common.webhooks_view import WebhooksView
+from services.ingest.auth import authorize
+from services.ingest.errors import ApiError, decode_error
+from services.ingest.metrics import IngestMetrics
+from services.ingest.settings import Settings
+from services.ingest.validation import event_problems, webhook_problems
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 256 * 1024
+T = TypeVar("T")
+_encoder = msgspec.json.Encoder()
+
+
+class Ingest:
+    """The state one ingest instance shares between its handlers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.kafka.topic_prefix)
+        self.metrics = IngestMetrics()
+        self.view = WebhooksView(settings.kafka.bootstrap, self.topics.webhooks)
+        self.producer: AIOKafkaProducer | None = None
+        self.admin: AIOKafkaAdminClient | None = None
+
+    async def produce(self, topic: str, key: str, value: bytes | None) -> None:
+        """Write one record and wait for Kafka's acknowledgement."""
+        assert self.producer is not None
+        try:
+            await self.producer.send_and_wait(topic, value, key=key.encode())
+        except KafkaError as exc:
+            log.error("kafka write to %s failed: %r", topic, exc)
+            raise ApiError(503, "the event store is unavailable; retry later") from exc
+
+    async def readiness(self) -> str | None:
+        if self.producer is None or self.admin is None:
+            return "starting"
+        if not self.view.ready.is_set():
+            return "loading webhooks"
+        try:
+            names = [self.topics.events, self.topics.webhooks]
+            missing = await asyncio.wait_for(missing_topics(self.admin, names), 2)
+        except (KafkaError, TimeoutError) as exc:
+            return f"kafka unreachable: {exc!r}"
+        return f"missing topics: {', '.join(missing)}" if missing else None
+
+
+INGEST = web.AppKey("ingest", Ingest)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[_errors_and_metrics])
+    app[INGEST] = Ingest(settings)
+    app.cleanup_ctx.append(_kafka)
+    app.router.add_post("/v1/apps/{app_id}/webhooks", create_webhook)
+    app.router.add_get("/v1/apps/{app_id}/webhooks", list_webhooks)
+    app.router.add_get("/v1/apps/{app_id}/webhooks/{webhook_id}", get_webhook)
+    app.router.add_delete("/v1/apps/{app_id}/webhooks/{webhook_id}", delete_webhook)
+    app.router.add_post("/v1/apps/{app_id}/events", publish_event)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def _kafka(app: web.Application) -> AsyncIterator[None]:
+    ingest = app[INGEST]
+    bootstrap = ingest.settings.kafka.bootstrap
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=2
+    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await producer.start()
+    await admin.start()
+    view_task = await ingest.view.start()
+    view_task.add_done_callback(_fatal_if_failed)
+    ingest.producer, ingest.admin = producer, admin
+    log.info("ingest connected to kafka at %s", bootstrap)
+    try:
+        yield
+    finally:
+        await ingest.view.stop()
+        await producer.stop()
+        await admin.close()
+
+
+def _fatal_if_failed(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("the webhooks view failed; exiting", exc_info=task.exception())
+        raise SystemExit(70)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    request_id = request.headers.get("X-Request-Id") or new_id("req")
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        response = _error_response(exc)
+    except web.HTTPException as exc:  # routing: 404, 405; body size: 413
+        if exc.status < 400:
+            raise
+        response = _error_response(ApiError(exc.status, exc.reason or "error"))
+    except Exception:
+        log.exception("unhandled error", extra={"request_id": request_id})
+        response = _error_response(ApiError(500, f"internal error (request id {request_id})"))
+    response.headers["X-Request-Id"] = request_id
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    request.app[INGEST].metrics.request_duration.labels(
+        route, request.method, str(response.status)
+    ).observe(time.perf_counter() - started)
+    return response
+
+
+def _error_response(exc: ApiError) -> web.Response:
+    return web.Response(status=exc.code, body=exc.body(), content_type="application/json")
+
+
+def _json(struct: msgspec.Struct, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=_encoder.encode(struct), content_type="application/json")
+
+
+async def _decode(request: web.Request, type_: type[T]) -> T:
+    body = await request.read()
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.DecodeError as exc:
+        raise decode_error(exc) from None
+
+
+def _authorized_app(request: web.Request) -> str:
+    app_id = request.match_info["app_id"]
+    authorize(request.headers.get("Authorization"), request.app[INGEST].settings.jwt_secret, app_id)
+    return app_id
+
+
+def _webhook_of(request: web.Request, app_id: str) -> Webhook:
+    webhook_id = request.match_info["webhook_id"]
+    webhook = request.app[INGEST].view.get(webhook_id)
+    if webhook is None or webhook.app_id != app_id:
+        raise ApiError(404, f"no webhook {webhook_id} in app {app_id}")
+    return webhook
+
+
+def _now() -> datetime:
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+async def create_webhook(request: web.Request) -> web.Response:
+    app_id = _authorized_app(request)
+    ingest = request.app[INGEST]
+    body = await _decode(request, WebhookCreate)
+    problems = webhook_problems(body, ingest.settings.target_policy)
+    if problems:
+        raise ApiError.invalid(problems)
+    limit = ingest.settings.max_webhooks_per_app
+    if len(ingest.view.of_app(app_id)) >= limit:
+        raise ApiError(409, f"app {app_id} already has {limit} webhooks, the most allowed")
+    now = _now()
+    creds = body.client_credentials
+    webhook = Webhook(
+        id=new_id("wh"),
+        app_id=app_id,
+        target=body.target,
+        triggers=body.triggers if body.triggers is not None else list(DEFAULT_TRIGGERS),
+        secret=body.secret or generate_secret(),
+        created_at=now,
+        updated_at=now,
+        target_type=body.target_type,
+        client_credentials=(
+            None if creds is None else ClientCredentials(**msgspec.structs.asdict(creds))
+        ),
+        headers=body.headers,
+        description=body.description,
+        enabled=body.enabled,
+    )
+    await ingest.produce(ingest.topics.webhooks, webhook.id, _encoder.encode(webhook))
+    ingest.view.put(webhook)
+    log.info("webhook created", extra={"webhook_id": webhook.id})
+    return _json(WebhookOut.of(webhook, with_secret=True), status=201)
+
+
+async def list_webhooks(request: web.Request) -> web.Response:
+    app_id = _authorized_app(request)
+    webhooks = request.app[INGEST].view.of_app(app_id)
+    return _json(WebhookList([WebhookOut.of(w, with_secret=False) for w in webhooks]))
+
+
+async def get_webhook(request: web.Request) -> web.Response:
+    app_id = _authorized_app(request)
+    return _json(WebhookOut.of(_webhook_of(request, app_id), with_secret=True))
+
+
+async def delete_webhook(request: web.Request) -> web.Response:
+    app_id = _authorized_app(request)
+    ingest = request.app[INGEST]
+    webhook = _webhook_of(request, app_id)
+    await ingest.produce(ingest.topics.webhooks, webhook.id, None)
+    ingest.view.delete(webhook.id)
+    log.info("webhook deleted", extra={"webhook_id": webhook.id})
+    return web.Response(status=204)
+
+
+async def publish_event(request: web.Request) -> web.Response:
+    app_id = _authorized_app(request)
+    ingest = request.app[INGEST]
+    try:
+        body = await _decode(request, EventIn)
+        problems = event_problems(body, app_id)
+        if problems:
+            raise ApiError.invalid(problems)
+    except ApiError:
+        ingest.metrics.events.labels("invalid").inc()
+        raise
+    event = Event(
+        id=body.id or new_id("evt"),
+        type=body.type,
+        app_id=app_id,
+        created_at=body.created_at or _now(),
+        data=body.data,
+    )
+    try:
+        await ingest.produce(ingest.topics.events, app_id, _encoder.encode(event))
+    except ApiError:
+        ingest.metrics.events.labels("unavailable").inc()
+        raise
+    ingest.metrics.events.labels("accepted").inc()
+    return _json(EventAccepted(event.id), status=202)
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    reason = await request.app[INGEST].readiness()
+    if reason is None:
+        return web.json_response({"status": "ready"})
+    return web.json_response({"status": "not ready", "reason": reason}, status=503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    ingest = request.app[INGEST]
+    ingest.metrics.webhooks.set(len(ingest.view))
+    return web.Response(
+        body=generate_latest(ingest.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )

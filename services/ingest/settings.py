@@ -1,0 +1,39 @@
+"""Ingest's settings, read once from the environment (contract §2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from services.common.config import ConfigError, Env, KafkaSettings
+from services.common.target_policy import TargetPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka: KafkaSettings
+    jwt_secret: str = field(repr=False)
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    target_policy: TargetPolicy = TargetPolicy()
+    max_webhooks_per_app: int = 10
+    log_format: str = "json"
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> Settings:
+        env = env or Env()
+        secret = env.optional("JWT_SECRET")
+        if secret is None:
+            raise ConfigError("HOOKBUS_JWT_SECRET is required (the HS256 key of API tokens)")
+        return cls(
+            kafka=KafkaSettings.from_env(env),
+            jwt_secret=secret,
+            http_host=env.str("HTTP_HOST", "127.0.0.1"),
+            http_port=env.int("HTTP_PORT", 8080),
+            target_policy=TargetPolicy(
+                allow_http=env.bool("ALLOW_HTTP", False),
+                allowed_private=env.cidrs("ALLOWED_PRIVATE_CIDRS"),
+                forbidden_domains=env.list("FORBIDDEN_TARGET_DOMAINS"),
+            ),
+            max_webhooks_per_app=env.int("MAX_WEBHOOKS_PER_APP", 10),
+            log_format=env.str("LOG_FORMAT", "json"),
+        )

@@ -1,0 +1,35 @@
+"""`python -m services.router`: run the router as a Faust worker until SIGTERM."""
+
+from __future__ import annotations
+
+import sys
+
+import faust
+
+from services.common import logs
+from services.common.config import ConfigError
+from services.router.app import Router, RouterSupport
+from services.router.settings import Settings
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"router: {exc}", file=sys.stderr)
+        return 2
+    router = Router(settings)
+    worker = faust.Worker(
+        router.app,
+        RouterSupport(router),
+        loglevel=settings.log_level,
+        logging_config=logs.logging_config("router", settings.log_format, settings.log_level),
+        redirect_stdouts=False,
+        quiet=True,
+    )
+    worker.execute_from_commandline()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
