@@ -64,6 +64,9 @@ def logging_config(service: str, fmt: str, level: str = "INFO") -> dict:
         "loggers": {
             "aiokafka": {"level": "WARNING"},
             "aiohttp.access": {"level": "WARNING"},
+            # Faust and mode narrate every service start and stop at INFO.
+            "faust": {"level": "WARNING"},
+            "mode": {"level": "WARNING"},
         },
     }
 

@@ -62,23 +62,23 @@ class WebhooksView:
         """Connect and start following the topic; returns the following task,
         whose failure the caller must treat as fatal."""
         consumer = AIOKafkaConsumer(
+            self._topic,
             bootstrap_servers=self._bootstrap,
-            group_id=None,
+            group_id=None,  # no group: aiokafka assigns every partition to us
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
+            metadata_max_age_ms=5000,
         )
         await consumer.start()
         self._consumer = consumer
-        await consumer.topics()
-        partitions = consumer.partitions_for_topic(self._topic)
-        if not partitions:
-            await consumer.stop()
-            raise RuntimeError(f"topic {self._topic} does not exist")
-        tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
+        waited = 0.0
+        while not consumer.assignment():
+            if waited % 10 == 0 and waited:
+                log.warning("waiting for the topic %s to exist", self._topic)
+            await asyncio.sleep(0.25)
+            waited += 0.25
+        ends = await consumer.end_offsets(list(consumer.assignment()))
         self._task = asyncio.create_task(self._follow(consumer, ends), name="webhooks-view")
         return self._task
 
