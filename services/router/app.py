@@ -72,6 +72,11 @@ class Router:
         self._deliveries = self.app.topic(self.topics.deliveries)
         self._dead_letters = self.app.topic(self.topics.events_dlq)
         self.app.agent(events, name="route")(self._route)
+        self._assigned = False
+        self.app.on_partitions_assigned.connect(self._on_assigned)
+
+    async def _on_assigned(self, sender: object, assigned: object, **_: object) -> None:
+        self._assigned = True
 
     def _reindex(self, webhook_id: str, webhook: Webhook | None) -> None:
         if webhook is None or not webhook.enabled:
@@ -83,6 +88,8 @@ class Router:
     def readiness(self) -> str | None:
         if not self.view.ready.is_set():
             return "loading webhooks"
+        if not self._assigned:
+            return "waiting for the first partition assignment"
         if self.app.rebalancing:
             return "rebalancing"
         return None

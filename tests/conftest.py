@@ -1,0 +1,234 @@
+"""Fixtures shared by the integration tests: one real Kafka broker per session,
+a unique topic prefix per test, and the services run as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import aiohttp.web
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from devtools.broker import ROOT, Broker, free_port
+from services.common.topics import Topics, ensure_topics
+from services.ingest.auth import issue_token
+
+JWT_SECRET = "test-secret-of-at-least-32-bytes-long"
+PARTITIONS = 3
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    broker = Broker(tmp_path_factory.mktemp("kafka"), free_port(), free_port())
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+async def topics(kafka: Broker, prefix: str) -> Topics:
+    topics = Topics(prefix, retry_delays=(1, 2))
+    await ensure_topics(kafka.bootstrap, topics.specs(), partitions=PARTITIONS)
+    return topics
+
+
+def token(app_id: str | None = None, scope: str = "app") -> str:
+    return issue_token(JWT_SECRET, scope=scope, app_id=app_id)
+
+
+def auth(app_id: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(app_id)}"}
+
+
+async def records(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+    """Every record of `topic` now, as (key, value) pairs, read from the start."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        found: list[tuple[bytes | None, bytes | None]] = []
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                found += [(r.key, r.value) for r in batch]
+        return found
+    finally:
+        await consumer.stop()
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class Stack:
+    """Ingest, router and deliverer as `python -m services.X` processes, as
+    `make run` and Kubernetes run them."""
+
+    def __init__(self, bootstrap: str, prefix: str, log_dir: Path, **env: str) -> None:
+        self.env = {
+            **os.environ,
+            "HOOKBUS_KAFKA_BOOTSTRAP": bootstrap,
+            "HOOKBUS_TOPIC_PREFIX": prefix,
+            "HOOKBUS_JWT_SECRET": JWT_SECRET,
+            "HOOKBUS_ALLOW_HTTP": "true",
+            "HOOKBUS_ALLOWED_PRIVATE_CIDRS": "127.0.0.0/8",
+            "HOOKBUS_RETRY_SCHEDULE": "1s,2s",
+            "HOOKBUS_DELIVERY_TIMEOUT": "5s",
+            "HOOKBUS_ROUTER_DATA_DIR": str(log_dir / "router-data"),
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.log_dir = log_dir
+        self.services: dict[str, ServiceProcess] = {}
+
+    @property
+    def ingest_url(self) -> str:
+        return f"http://127.0.0.1:{self.services['ingest'].ports['http']}"
+
+    def start(self, name: str) -> ServiceProcess:
+        ports = {"http": free_port()} if name == "ingest" else {"metrics": free_port()}
+        env = dict(self.env)
+        if name == "ingest":
+            env["HOOKBUS_HTTP_PORT"] = str(ports["http"])
+        else:
+            env["HOOKBUS_METRICS_PORT"] = str(ports["metrics"])
+        log_path = self.log_dir / f"{name}.log"
+        with open(log_path, "ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}"], env=env, cwd=ROOT,
+                stdout=out, stderr=subprocess.STDOUT,
+            )
+        service = ServiceProcess(name, process, log_path, ports)
+        self.services[name] = service
+        return service
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        """Until every service's /readyz answers 200."""
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            for service in self.services.values():
+                port = service.ports.get("http") or service.ports["metrics"]
+                while True:
+                    if service.process.poll() is not None:
+                        raise RuntimeError(f"{service.name} exited:\n{service.log()[-3000:]}")
+                    try:
+                        async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+                            if response.status == 200:
+                                break
+                    except aiohttp.ClientError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{service.name} not ready:\n{service.log()[-3000:]}")
+                    await asyncio.sleep(0.2)
+
+    def stop(self) -> dict[str, int]:
+        """SIGTERM every service; returns their exit codes."""
+        codes = {}
+        for service in self.services.values():
+            if service.process.poll() is None:
+                service.process.send_signal(signal.SIGTERM)
+        for service in self.services.values():
+            try:
+                codes[service.name] = service.process.wait(30)
+            except subprocess.TimeoutExpired:
+                service.process.send_signal(signal.SIGUSR1)  # Faust/mode: dump the stacks
+                time.sleep(1)
+                service.process.kill()
+                codes[service.name] = service.process.wait()
+        return codes
+
+
+@pytest.fixture
+async def stack(kafka: Broker, topics: Topics, tmp_path: Path) -> AsyncIterator[Stack]:
+    stack = Stack(kafka.bootstrap, topics.prefix, tmp_path)
+    for name in ("ingest", "router", "deliverer"):
+        stack.start(name)
+    try:
+        await stack.wait_ready()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class Receiver:
+    """A real HTTP endpoint on loopback that records every POST it gets."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self._changed = asyncio.Condition()
+        self.port = free_port()
+        self._runner: aiohttp.web.AppRunner | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def on(self, path: str) -> list[Received]:
+        return [r for r in self.received if r.path == path]
+
+    async def wait_for(self, path: str, event_id: str, timeout: float = 30) -> Received:
+        """The first POST to `path` for `event_id`, waiting for it to come."""
+        def found() -> Received | None:
+            return next((r for r in self.on(path) if r.headers.get("webhook-id") == event_id), None)
+
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(found), timeout)
+        received = found()
+        assert received is not None
+        return received
+
+    async def _handle(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        body = await request.read()
+        async with self._changed:
+            self.received.append(Received(request.path, dict(request.headers), body))
+            self._changed.notify_all()
+        return aiohttp.web.Response(status=204)
+
+    async def start(self) -> None:
+        app = aiohttp.web.Application()
+        app.router.add_post("/{tail:.*}", self._handle)
+        self._runner = aiohttp.web.AppRunner(app)
+        await self._runner.setup()
+        await aiohttp.web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    receiver = Receiver()
+    await receiver.start()
+    yield receiver
+    await receiver.stop()
