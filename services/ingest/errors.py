@@ -52,7 +52,7 @@ def decode_error(exc: msgspec.DecodeError) -> ApiError:
     """A 400 naming the field that msgspec could not decode."""
     match = _AT_PATH.match(str(exc))
     reason, path = (match[1], match[2] or "") if match else (str(exc), "")
-    field = re.sub(r"\[(\d+)\]", r".\1", path).lstrip(".")
+    field = re.sub(r"\[(\d+)\]", r".\1", path.replace("[...]", "")).lstrip(".")
     named = _NAMED_FIELD.search(reason)
     if named:  # "Object missing required field `target`", "... unknown field `x`"
         field = f"{field}.{named[1]}" if field else named[1]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from schemas.event_types import WILDCARD
-from services.common.triggers import covered_types
+from services.common.triggers import SUBSCRIBABLE_TYPES, covered_types
 
 
 @dataclass(slots=True)
@@ -54,12 +54,12 @@ class SubscriptionIndex:
         if not app.everything and not app.by_type:
             del self._apps[app_id]
 
-    def match(self, app_id: str, event_type: str, *, subscribable: bool = True) -> set[str]:
+    def match(self, app_id: str, event_type: str) -> set[str]:
         """Ids of the webhooks of `app_id` whose triggers cover `event_type`."""
         app = self._apps.get(app_id)
         if app is None:
             return set()
         matched = set(app.by_type.get(event_type, ()))
-        if subscribable:
+        if event_type in SUBSCRIBABLE_TYPES:
             matched |= app.everything
         return matched

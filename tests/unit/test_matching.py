@@ -1,0 +1,87 @@
+"""The subscription index agrees with a naive scan of every webhook's triggers."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.event_types import EVENT_TYPES
+from services.common.triggers import CANONICAL_TYPES, SUBSCRIBABLE_TYPES, expand
+from services.router.matching import SubscriptionIndex
+
+ALIASES = sorted({a for t in EVENT_TYPES for a in t.aliases()})
+RESOURCE_WILDCARDS = sorted({t.split(".")[0] + ".*" for t in SUBSCRIBABLE_TYPES})
+TRIGGERS = sorted(SUBSCRIBABLE_TYPES) + ALIASES + RESOURCE_WILDCARDS + ["*"]
+APPS = ["app_a", "app_b", "app_c"]
+
+
+def naive_match(webhooks: dict[str, tuple[str, list[str]]], app_id: str, event_type: str) -> set[str]:
+    return {
+        webhook_id for webhook_id, (app, triggers) in webhooks.items()
+        if app == app_id and any(event_type in (expand(t) or ()) for t in triggers)
+    }
+
+
+subscriptions = st.dictionaries(
+    keys=st.text("abcdef0123", min_size=1, max_size=6).map(lambda s: "wh_" + s),
+    values=st.tuples(st.sampled_from(APPS), st.lists(st.sampled_from(TRIGGERS), min_size=1,
+                                                     max_size=4)),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(subscriptions, st.sampled_from(APPS), st.sampled_from(sorted(SUBSCRIBABLE_TYPES)))
+def test_index_agrees_with_naive_scan(webhooks, app_id, event_type) -> None:
+    index = SubscriptionIndex()
+    for webhook_id, (app, triggers) in webhooks.items():
+        index.put(webhook_id, app, triggers)
+    assert index.match(app_id, event_type) == naive_match(webhooks, app_id, event_type)
+
+
+@settings(max_examples=200, deadline=None)
+@given(subscriptions, subscriptions, st.sampled_from(APPS),
+       st.sampled_from(sorted(SUBSCRIBABLE_TYPES)))
+def test_updates_and_removals_leave_the_same_index_as_a_fresh_build(
+    first, second, app_id, event_type
+) -> None:
+    index = SubscriptionIndex()
+    for webhook_id, (app, triggers) in first.items():
+        index.put(webhook_id, app, triggers)
+    for webhook_id in first.keys() - second.keys():
+        index.remove(webhook_id)
+    for webhook_id, (app, triggers) in second.items():
+        index.put(webhook_id, app, triggers)
+    assert len(index) == len(second)
+    assert index.match(app_id, event_type) == naive_match(second, app_id, event_type)
+
+
+def test_removing_everything_leaves_no_app_behind() -> None:
+    index = SubscriptionIndex()
+    index.put("wh_1", "app_a", ["*"])
+    index.put("wh_2", "app_a", ["message"])
+    index.remove("wh_1")
+    index.remove("wh_2")
+    index.remove("wh_never")
+    assert len(index) == 0
+    assert index._apps == {}
+
+
+def test_reserved_types_reach_no_trigger() -> None:
+    index = SubscriptionIndex()
+    index.put("wh_all", "app_a", ["*"])
+    assert index.match("app_a", "webhook.test") == set()
+    assert "webhook.test" in CANONICAL_TYPES
+
+
+def test_routes_with_100000_subscriptions() -> None:
+    index = SubscriptionIndex()
+    for n in range(100_000):
+        index.put(f"wh_{n}", f"app_{n % 1000}", [TRIGGERS[n % len(TRIGGERS)]])
+    matched = index.match("app_7", "payment.succeeded")
+    expected = {
+        f"wh_{n}" for n in range(7, 100_000, 1000)
+        if "payment.succeeded" in (expand(TRIGGERS[n % len(TRIGGERS)]) or ())
+    }
+    assert matched == expected
+    assert len(index) == 100_000

@@ -1,0 +1,59 @@
+"""Which targets and addresses are refused (contract §6–§7)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from services.common.config import parse_cidrs
+from services.common.target_policy import TargetPolicy
+
+STRICT = TargetPolicy()
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("https://example.com/hook", None),
+    ("https://93.184.216.34/x", None),
+    ("http://example.com/hook", "must use https"),
+    ("ftp://example.com", "absolute http(s) URL"),
+    ("/relative", "absolute http(s) URL"),
+    ("https://user:pw@example.com", "credentials"),
+    ("https://example.com:99999/", "not a valid URL"),
+    ("https://" + "a" * 740 + ".com", "at most 742"),
+    ("https://127.0.0.1/", "loopback"),
+    ("https://localhost:8443/", "loopback"),
+    ("https://10.1.2.3/", "private"),
+    ("https://192.168.0.1/", "private"),
+    ("https://172.16.5.5/", "private"),
+    ("https://169.254.169.254/latest/meta-data", "link-local"),
+    ("https://100.64.1.1/", "CGNAT"),
+    ("https://224.0.0.1/", "multicast"),
+    ("https://0.0.0.0/", "unspecified"),
+    ("https://[::1]/", "loopback"),
+    ("https://[fd00::1]/", "unique-local"),
+    ("https://[fe80::1]/", "link-local"),
+    ("https://[::ffff:10.0.0.1]/", "private"),
+])
+def test_strict_policy(url: str, reason: str | None) -> None:
+    refusal = STRICT.url_refusal(url)
+    if reason is None:
+        assert refusal is None
+    else:
+        assert refusal is not None and reason in refusal
+
+
+def test_allowed_ranges_and_http() -> None:
+    policy = TargetPolicy(allow_http=True, allowed_private=parse_cidrs("127.0.0.0/8, 10.0.0.0/8"))
+    assert policy.url_refusal("http://127.0.0.1:9000/") is None
+    assert policy.url_refusal("http://localhost/") is None
+    assert policy.url_refusal("https://10.9.9.9/") is None
+    assert policy.url_refusal("https://192.168.1.1/") is not None
+    assert policy.address_refusal(ipaddress.ip_address("::ffff:127.0.0.1")) is None
+
+
+def test_forbidden_domain_suffixes() -> None:
+    policy = TargetPolicy(forbidden_domains=("conversation-api.sinch.com",))
+    assert policy.url_refusal("https://us.conversation-api.sinch.com/x") is not None
+    assert policy.url_refusal("https://conversation-api.sinch.com./x") is not None
+    assert policy.url_refusal("https://notconversation-api.sinch.com/x") is None
