@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test token install kafka clean
+.PHONY: run test token receiver install kafka clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ run: $(STAMP)
 ## Print an API token: make token APP=app_1 (or SCOPE=admin).
 token: $(STAMP)
 	@$(PY) -m devtools.token $(if $(APP),--app $(APP)) $(if $(SCOPE),--scope $(SCOPE))
+
+## A local endpoint that prints what it receives: make receiver [SECRET=whsec_...]
+receiver: $(STAMP)
+	$(PY) -m devtools.receiver --port $(or $(PORT),9000) $(if $(SECRET),--secret '$(SECRET)')
 
 ## The whole suite; integration tests start their own broker.
 test: $(STAMP) kafka
