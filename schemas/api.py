@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from schemas.webhooks import ClientCredentials, TargetType, TokenRequestType, Webhook
 
@@ -45,6 +46,29 @@ class WebhookCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     headers: dict[str, str] = {}
     description: str = ""
     enabled: bool = True
+
+
+class WebhookPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A partial update: absent fields keep their value; `client_credentials: null`
+    removes them."""
+
+    target: str | UnsetType = UNSET
+    triggers: list[str] | UnsetType = UNSET
+    target_type: TargetType | UnsetType = UNSET
+    client_credentials: ClientCredentialsIn | None | UnsetType = UNSET
+    headers: dict[str, str] | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    enabled: bool | UnsetType = UNSET
+
+
+class SecretRotation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Optional body of a rotation: the new secret, generated when absent."""
+
+    secret: str | None = None
+
+
+class SecretRotated(msgspec.Struct):
+    secret: str
 
 
 class ClientCredentialsOut(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -116,3 +140,25 @@ class EventIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class EventAccepted(msgspec.Struct):
     id: str
+
+
+MAX_BATCH = 500
+
+
+class EventBatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    events: list[EventIn]
+
+
+class EventsAccepted(msgspec.Struct):
+    ids: list[str]
+
+
+class EventTypeOut(msgspec.Struct, kw_only=True):
+    type: str
+    description: str
+    aliases: dict[str, list[str]]
+
+
+class EventTypes(msgspec.Struct, kw_only=True):
+    event_types: list[EventTypeOut]
+    wildcards: list[str]

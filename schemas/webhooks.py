@@ -23,6 +23,13 @@ class ClientCredentials(msgspec.Struct, kw_only=True, omit_defaults=True):
     token_request_type: TokenRequestType = "BASIC"
 
 
+class RetiredSecret(msgspec.Struct, kw_only=True):
+    """A rotated-out secret that keeps signing beside the new one until `expires_at`."""
+
+    secret: str
+    expires_at: datetime
+
+
 class Webhook(msgspec.Struct, kw_only=True, omit_defaults=True):
     id: str
     app_id: str
@@ -37,6 +44,11 @@ class Webhook(msgspec.Struct, kw_only=True, omit_defaults=True):
     description: str = ""
     enabled: bool = True
     disabled_reason: str | None = None
+    retired_secrets: list[RetiredSecret] = []
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The secrets that sign a delivery at `now`, newest first."""
+        return [self.secret] + [r.secret for r in self.retired_secrets if r.expires_at > now]
 
 
 webhook_decoder = msgspec.json.Decoder(Webhook)

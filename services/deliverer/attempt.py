@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from datetime import UTC, datetime
 
 import aiohttp
 
@@ -42,7 +43,8 @@ class Attempter:
             "Content-Type": "application/json",
             "User-Agent": self._user_agent,
             **signature_headers(
-                [signing_key(webhook.secret)], task.event_id, int(time.time()), body
+                [signing_key(s) for s in webhook.signing_secrets(datetime.now(UTC))],
+                task.event_id, int(time.time()), body,
             ),
         }
         try:

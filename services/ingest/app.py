@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import msgspec
@@ -20,21 +20,33 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.api import (
+    MAX_BATCH,
+    ClientCredentialsIn,
+    ErrorDetail,
     EventAccepted,
+    EventBatch,
     EventIn,
+    EventsAccepted,
+    EventTypeOut,
+    EventTypes,
+    SecretRotated,
+    SecretRotation,
     WebhookCreate,
     WebhookList,
     WebhookOut,
+    WebhookPatch,
 )
-from schemas.event_types import DEFAULT_TRIGGERS
+from schemas.deliveries import DeliveryTask
+from schemas.event_types import DEFAULT_TRIGGERS, EVENT_TYPES, VOCABULARIES, WILDCARD
 from schemas.events import Event
-from schemas.webhooks import ClientCredentials, Webhook
+from schemas.webhooks import ClientCredentials, RetiredSecret, Webhook
 from services.common.ids import new_id
 from services.common.secrets import generate_secret
 from services.common.topics import Topics, missing_topics
 from services.common.webhooks_view import WebhooksView
 from services.ingest.auth import authorize
 from services.ingest.errors import ApiError, decode_error
+from services.ingest.idempotency import MAX_KEY_LENGTH, IdempotencyKeys, event_id_for
 from services.ingest.metrics import IngestMetrics
 from services.ingest.settings import Settings
 from services.ingest.validation import event_problems, webhook_problems
@@ -54,6 +66,7 @@ class Ingest:
         self.topics = Topics(settings.kafka.topic_prefix)
         self.metrics = IngestMetrics()
         self.view = WebhooksView(settings.kafka.bootstrap, self.topics.webhooks)
+        self.idempotency = IdempotencyKeys()
         self.producer: AIOKafkaProducer | None = None
         self.admin: AIOKafkaAdminClient | None = None
 
@@ -62,6 +75,17 @@ class Ingest:
         assert self.producer is not None
         try:
             await self.producer.send_and_wait(topic, value, key=key.encode())
+        except KafkaError as exc:
+            log.error("kafka write to %s failed: %r", topic, exc)
+            raise ApiError(503, "the event store is unavailable; retry later") from exc
+
+    async def produce_all(self, topic: str, records: list[tuple[str, bytes]]) -> None:
+        """Write several records at once and wait until Kafka acknowledged all."""
+        assert self.producer is not None
+        try:
+            sent = [await self.producer.send(topic, value, key=key.encode())
+                    for key, value in records]
+            await asyncio.gather(*sent)
         except KafkaError as exc:
             log.error("kafka write to %s failed: %r", topic, exc)
             raise ApiError(503, "the event store is unavailable; retry later") from exc
@@ -80,17 +104,24 @@ class Ingest:
 
 
 INGEST = web.AppKey("ingest", Ingest)
+EVENT_TYPES_BODY = web.AppKey("event_types_body", bytes)
 
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_errors_and_metrics])
     app[INGEST] = Ingest(settings)
+    app[EVENT_TYPES_BODY] = _event_types_body()
     app.cleanup_ctx.append(_kafka)
     app.router.add_post("/v1/apps/{app_id}/webhooks", create_webhook)
     app.router.add_get("/v1/apps/{app_id}/webhooks", list_webhooks)
     app.router.add_get("/v1/apps/{app_id}/webhooks/{webhook_id}", get_webhook)
+    app.router.add_patch("/v1/apps/{app_id}/webhooks/{webhook_id}", patch_webhook)
     app.router.add_delete("/v1/apps/{app_id}/webhooks/{webhook_id}", delete_webhook)
+    app.router.add_post("/v1/apps/{app_id}/webhooks/{webhook_id}/secret/rotate", rotate_secret)
+    app.router.add_post("/v1/apps/{app_id}/webhooks/{webhook_id}/test", test_webhook)
     app.router.add_post("/v1/apps/{app_id}/events", publish_event)
+    app.router.add_post("/v1/apps/{app_id}/events/batch", publish_batch)
+    app.router.add_get("/v1/event-types", event_types)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -190,9 +221,7 @@ async def create_webhook(request: web.Request) -> web.Response:
     app_id = _authorized_app(request)
     ingest = request.app[INGEST]
     body = await _decode(request, WebhookCreate)
-    problems = webhook_problems(body, ingest.settings.target_policy)
-    if problems:
-        raise ApiError.invalid(problems)
+    _validate_webhook(body, ingest)
     limit = ingest.settings.max_webhooks_per_app
     if len(ingest.view.of_app(app_id)) >= limit:
         raise ApiError(409, f"app {app_id} already has {limit} webhooks, the most allowed")
@@ -214,10 +243,96 @@ async def create_webhook(request: web.Request) -> web.Response:
         description=body.description,
         enabled=body.enabled,
     )
-    await ingest.produce(ingest.topics.webhooks, webhook.id, _encoder.encode(webhook))
-    ingest.view.put(webhook)
+    await _save(ingest, webhook)
     log.info("webhook created", extra={"webhook_id": webhook.id})
     return _json(WebhookOut.of(webhook, with_secret=True), status=201)
+
+
+def _validate_webhook(body: WebhookCreate, ingest: Ingest) -> None:
+    problems = webhook_problems(body, ingest.settings.target_policy)
+    if problems:
+        raise ApiError.invalid(problems)
+
+
+async def _save(ingest: Ingest, webhook: Webhook) -> None:
+    await ingest.produce(ingest.topics.webhooks, webhook.id, _encoder.encode(webhook))
+    ingest.view.put(webhook)
+
+
+async def patch_webhook(request: web.Request) -> web.Response:
+    app_id = _authorized_app(request)
+    ingest = request.app[INGEST]
+    current = _webhook_of(request, app_id)
+    patch = await _decode(request, WebhookPatch)
+    merged = WebhookCreate(**{
+        name: getattr(patch, name) if getattr(patch, name) is not msgspec.UNSET
+        else getattr(current, name)
+        for name in WebhookPatch.__struct_fields__
+    } | {"client_credentials": _credentials_in(patch, current)})
+    _validate_webhook(merged, ingest)
+    creds = merged.client_credentials
+    reenabled = merged.enabled and not current.enabled
+    webhook = msgspec.structs.replace(
+        current,
+        target=merged.target,
+        triggers=merged.triggers or [],
+        target_type=merged.target_type,
+        client_credentials=(
+            None if creds is None else ClientCredentials(**msgspec.structs.asdict(creds))
+        ),
+        headers=merged.headers,
+        description=merged.description,
+        enabled=merged.enabled,
+        disabled_reason=None if reenabled else current.disabled_reason,
+        updated_at=_now(),
+    )
+    await _save(ingest, webhook)
+    log.info("webhook updated", extra={"webhook_id": webhook.id})
+    return _json(WebhookOut.of(webhook, with_secret=True))
+
+
+def _credentials_in(patch: WebhookPatch, current: Webhook) -> ClientCredentialsIn | None:
+    if patch.client_credentials is not msgspec.UNSET:
+        return patch.client_credentials
+    creds = current.client_credentials
+    return None if creds is None else ClientCredentialsIn(**msgspec.structs.asdict(creds))
+
+
+async def rotate_secret(request: web.Request) -> web.Response:
+    app_id = _authorized_app(request)
+    ingest = request.app[INGEST]
+    current = _webhook_of(request, app_id)
+    body = await _decode(request, SecretRotation) if await request.read() else SecretRotation()
+    if body.secret is not None and not 0 < len(body.secret) <= 256:
+        raise ApiError.invalid([ErrorDetail("secret", "must be 1 to 256 characters")])
+    now = _now()
+    overlap = timedelta(seconds=ingest.settings.secret_rotation_overlap)
+    retired = [RetiredSecret(secret=current.secret, expires_at=now + overlap)]
+    retired += [r for r in current.retired_secrets if r.expires_at > now]
+    webhook = msgspec.structs.replace(
+        current, secret=body.secret or generate_secret(), retired_secrets=retired, updated_at=now
+    )
+    await _save(ingest, webhook)
+    log.info("webhook secret rotated", extra={"webhook_id": webhook.id})
+    return _json(SecretRotated(webhook.secret))
+
+
+async def test_webhook(request: web.Request) -> web.Response:
+    """A `webhook.test` event, written straight to `deliveries` for this webhook
+    only: no trigger can match it."""
+    app_id = _authorized_app(request)
+    ingest = request.app[INGEST]
+    webhook = _webhook_of(request, app_id)
+    if not webhook.enabled:
+        raise ApiError(409, f"webhook {webhook.id} is disabled; enable it to test it")
+    event = Event(id=new_id("evt"), type="webhook.test", app_id=app_id, created_at=_now(),
+                  data={"webhook_id": webhook.id})
+    task = DeliveryTask(
+        webhook_id=webhook.id, app_id=app_id, event_id=event.id, event_type=event.type,
+        event_created_at=event.created_at, body=msgspec.Raw(_encoder.encode(event)),
+    )
+    await ingest.produce(ingest.topics.deliveries, webhook.id, _encoder.encode(task))
+    return _json(EventAccepted(event.id), status=202)
 
 
 async def list_webhooks(request: web.Request) -> web.Response:
@@ -244,28 +359,90 @@ async def delete_webhook(request: web.Request) -> web.Response:
 async def publish_event(request: web.Request) -> web.Response:
     app_id = _authorized_app(request)
     ingest = request.app[INGEST]
+    key = request.headers.get("Idempotency-Key")
     try:
+        if key is not None and not 0 < len(key) <= MAX_KEY_LENGTH:
+            raise ApiError.invalid([ErrorDetail(
+                "Idempotency-Key", f"must be 1 to {MAX_KEY_LENGTH} characters")])
         body = await _decode(request, EventIn)
-        problems = event_problems(body, app_id)
-        if problems:
-            raise ApiError.invalid(problems)
+        _validate_events([body], app_id, field_prefix="")
     except ApiError:
         ingest.metrics.events.labels("invalid").inc()
         raise
-    event = Event(
-        id=body.id or new_id("evt"),
+    if key is not None:
+        seen = ingest.idempotency.seen(app_id, key, time.time())
+        if seen is not None:
+            ingest.metrics.events.labels("duplicate").inc()
+            return _json(EventAccepted(seen), status=202)
+    event = _event(body, app_id, event_id_for(app_id, key) if key is not None else None)
+    await _publish(ingest, [event])
+    if key is not None:
+        ingest.idempotency.remember(app_id, key, event.id, time.time())
+    return _json(EventAccepted(event.id), status=202)
+
+
+async def publish_batch(request: web.Request) -> web.Response:
+    """All or nothing: one invalid event refuses the batch and writes nothing."""
+    app_id = _authorized_app(request)
+    ingest = request.app[INGEST]
+    try:
+        body = await _decode(request, EventBatch)
+        if not 0 < len(body.events) <= MAX_BATCH:
+            raise ApiError.invalid([ErrorDetail("events", f"must hold 1 to {MAX_BATCH} events")])
+        _validate_events(body.events, app_id, field_prefix="events.")
+    except ApiError:
+        ingest.metrics.events.labels("invalid").inc()
+        raise
+    events = [_event(e, app_id, None) for e in body.events]
+    await _publish(ingest, events)
+    return _json(EventsAccepted([e.id for e in events]), status=202)
+
+
+def _validate_events(events: list[EventIn], app_id: str, *, field_prefix: str) -> None:
+    problems = []
+    for n, event in enumerate(events):
+        where = f"{field_prefix}{n}." if field_prefix else ""
+        problems += [ErrorDetail(where + p.field, p.reason) for p in event_problems(event, app_id)]
+    if problems:
+        raise ApiError.invalid(problems)
+
+
+def _event(body: EventIn, app_id: str, derived_id: str | None) -> Event:
+    return Event(
+        id=body.id or derived_id or new_id("evt"),
         type=body.type,
         app_id=app_id,
         created_at=body.created_at or _now(),
         data=body.data,
     )
+
+
+async def _publish(ingest: Ingest, events: list[Event]) -> None:
     try:
-        await ingest.produce(ingest.topics.events, app_id, _encoder.encode(event))
+        await ingest.produce_all(
+            ingest.topics.events, [(e.app_id, _encoder.encode(e)) for e in events]
+        )
     except ApiError:
-        ingest.metrics.events.labels("unavailable").inc()
+        ingest.metrics.events.labels("unavailable").inc(len(events))
         raise
-    ingest.metrics.events.labels("accepted").inc()
-    return _json(EventAccepted(event.id), status=202)
+    ingest.metrics.events.labels("accepted").inc(len(events))
+
+
+def _event_types_body() -> bytes:
+    return _encoder.encode(EventTypes(
+        event_types=[
+            EventTypeOut(
+                type=t.type, description=t.description,
+                aliases={v: list(getattr(t, v)) for v in VOCABULARIES if getattr(t, v)},
+            )
+            for t in EVENT_TYPES
+        ],
+        wildcards=[WILDCARD, "<resource>.*"],
+    ))
+
+
+async def event_types(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[EVENT_TYPES_BODY], content_type="application/json")
 
 
 async def healthz(_: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ class Settings:
     http_port: int = 8080
     target_policy: TargetPolicy = TargetPolicy()
     max_webhooks_per_app: int = 10
+    secret_rotation_overlap: float = 24 * 3600.0
     log_format: str = "json"
 
     @classmethod
@@ -35,5 +36,6 @@ class Settings:
                 forbidden_domains=env.list("FORBIDDEN_TARGET_DOMAINS"),
             ),
             max_webhooks_per_app=env.int("MAX_WEBHOOKS_PER_APP", 10),
+            secret_rotation_overlap=env.duration("SECRET_ROTATION_OVERLAP", "24h"),
             log_format=env.str("LOG_FORMAT", "json"),
         )
