@@ -163,8 +163,12 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(kafka: Broker, topics: Topics, tmp_path: Path) -> AsyncIterator[Stack]:
-    stack = Stack(kafka.bootstrap, topics.prefix, tmp_path)
+async def stack(
+    kafka: Broker, topics: Topics, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Stack]:
+    """The three services; `@pytest.mark.stack_env(NAME=value)` adds settings."""
+    marker = request.node.get_closest_marker("stack_env")
+    stack = Stack(kafka.bootstrap, topics.prefix, tmp_path, **(marker.kwargs if marker else {}))
     for name in ("ingest", "router", "deliverer"):
         stack.start(name)
     try:

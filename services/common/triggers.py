@@ -42,6 +42,10 @@ def expand(trigger: str) -> frozenset[str] | None:
     return _alias_table().get(trigger)
 
 
+def alias_names() -> frozenset[str]:
+    return frozenset(_alias_table())
+
+
 def unknown_triggers(triggers: Iterable[str]) -> list[str]:
     return [t for t in triggers if expand(t) is None]
 

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from typing import TypeVar
 
 import msgspec
@@ -18,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from swagger_ui_bundle import swagger_ui_path
 
 from schemas.api import (
     MAX_BATCH,
@@ -48,6 +50,7 @@ from services.ingest.auth import authorize
 from services.ingest.errors import ApiError, decode_error
 from services.ingest.idempotency import MAX_KEY_LENGTH, IdempotencyKeys, event_id_for
 from services.ingest.metrics import IngestMetrics
+from services.ingest.openapi import openapi_document
 from services.ingest.settings import Settings
 from services.ingest.validation import event_problems, webhook_problems
 
@@ -105,12 +108,22 @@ class Ingest:
 
 INGEST = web.AppKey("ingest", Ingest)
 EVENT_TYPES_BODY = web.AppKey("event_types_body", bytes)
+OPENAPI_BODY = web.AppKey("openapi_body", bytes)
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Hookbus API</title>
+<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/static/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});</script>
+</body></html>
+"""
 
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_errors_and_metrics])
     app[INGEST] = Ingest(settings)
     app[EVENT_TYPES_BODY] = _event_types_body()
+    app[OPENAPI_BODY] = _encoder.encode(openapi_document(version("hookbus")))
     app.cleanup_ctx.append(_kafka)
     app.router.add_post("/v1/apps/{app_id}/webhooks", create_webhook)
     app.router.add_get("/v1/apps/{app_id}/webhooks", list_webhooks)
@@ -122,6 +135,9 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/v1/apps/{app_id}/events", publish_event)
     app.router.add_post("/v1/apps/{app_id}/events/batch", publish_batch)
     app.router.add_get("/v1/event-types", event_types)
+    app.router.add_get("/openapi.json", openapi_json)
+    app.router.add_get("/docs", docs)
+    app.router.add_static("/docs/static", swagger_ui_path)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -443,6 +459,14 @@ def _event_types_body() -> bytes:
 
 async def event_types(request: web.Request) -> web.Response:
     return web.Response(body=request.app[EVENT_TYPES_BODY], content_type="application/json")
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI_BODY], content_type="application/json")
+
+
+async def docs(_: web.Request) -> web.Response:
+    return web.Response(text=DOCS_PAGE, content_type="text/html")
 
 
 async def healthz(_: web.Request) -> web.Response:

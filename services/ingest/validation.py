@@ -9,7 +9,8 @@ from schemas.api import ClientCredentialsIn, ErrorDetail, EventIn, WebhookCreate
 from services.common.target_policy import TargetPolicy
 from services.common.triggers import CANONICAL_TYPES, RESERVED_TYPES, unknown_triggers
 
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]{0,4096}")
 # Headers Hookbus sets itself; a webhook may not override them.
 RESERVED_HEADERS = frozenset({
     "content-type", "content-length", "content-encoding", "transfer-encoding", "host",
@@ -52,12 +53,12 @@ def header_problems(headers: dict[str, str]) -> list[ErrorDetail]:
         problems.append(ErrorDetail("headers", f"at most {MAX_HEADERS} headers"))
     for name, value in headers.items():
         field = f"headers.{name}"
-        if not _TOKEN.match(name):
+        if not _TOKEN.fullmatch(name):
             problems.append(ErrorDetail(field, "not a valid header name"))
         elif name.lower() in RESERVED_HEADERS:
             problems.append(ErrorDetail(field, "is set by Hookbus and cannot be overridden"))
-        if "\r" in value or "\n" in value or len(value) > 4096:
-            problems.append(ErrorDetail(field, "value must be one line of at most 4096 characters"))
+        if not _HEADER_VALUE.fullmatch(value):
+            problems.append(ErrorDetail(field, "value must be at most 4096 printable ASCII characters"))
     return problems
 
 

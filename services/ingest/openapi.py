@@ -1,0 +1,192 @@
+"""The API's OpenAPI 3.1 document: schemas generated from the msgspec wire types
+(`schemas/api.py`), operations declared here beside them. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from schemas.api import (
+    MAX_BATCH,
+    ErrorBody,
+    EventAccepted,
+    EventBatch,
+    EventIn,
+    EventsAccepted,
+    EventTypes,
+    SecretRotated,
+    SecretRotation,
+    WebhookCreate,
+    WebhookList,
+    WebhookOut,
+    WebhookPatch,
+)
+from schemas.event_types import WILDCARD
+from services.common.target_policy import MAX_TARGET_LENGTH
+from services.common.triggers import (
+    CANONICAL_TYPES,
+    RESERVED_TYPES,
+    SUBSCRIBABLE_TYPES,
+    alias_names,
+)
+
+_TYPES: list[type] = [
+    ErrorBody, EventAccepted, EventBatch, EventIn, EventsAccepted, EventTypes, SecretRotated,
+    SecretRotation, WebhookCreate, WebhookList, WebhookOut, WebhookPatch,
+]
+_ERRORS = {
+    400: "Invalid input; `details` names each field at fault.",
+    401: "No token, or not a valid one.",
+    403: "The token is valid for another app.",
+    404: "No such webhook in this app.",
+    409: "A precondition failed (e.g. the per-app webhook limit).",
+    413: "The body is over 256 KiB.",
+    500: "Internal error, logged with the request id.",
+    503: "Kafka is unavailable; retry later.",
+}
+_APP_ID = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_WEBHOOK_ID = {"name": "webhook_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "The same key from the same app within 24 h answers the same event id "
+                   "and publishes nothing more.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+
+
+def _ref(type_: type) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{type_.__name__}"}
+
+
+def _json(type_: type) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": _ref(type_)}}}
+
+
+def _operation(
+    summary: str, success: int, response: type | None, *, body: type | None = None,
+    body_required: bool = True, params: tuple[dict, ...] = (), errors: tuple[int, ...] = (),
+) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        str(success): {"description": summary} | (_json(response) if response else {})
+    }
+    for code in (400, 401, 403, 413, 500, 503, *errors):
+        responses[str(code)] = {"description": _ERRORS[code]} | _json(ErrorBody)
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "operationId": summary.lower().replace(" ", "_").replace("'", ""),
+        "parameters": list(params),
+        "responses": responses,
+        "security": [{"bearer": []}],
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": body_required} | _json(body)
+    return operation
+
+
+def _plain(summary: str, media_type: str, schema: dict, *, codes: tuple[int, ...] = (200,)) -> dict:
+    return {
+        "get": {
+            "summary": summary,
+            "operationId": summary.lower().replace(" ", "_"),
+            "responses": {
+                str(code): {"description": summary, "content": {media_type: {"schema": schema}}}
+                for code in codes
+            },
+        }
+    }
+
+
+def _constrain(components: dict[str, Any]) -> None:
+    """Add to the generated schemas the closed sets and limits that validation
+    enforces, so that the document says all the API accepts, and no more."""
+    publishable = sorted(CANONICAL_TYPES - RESERVED_TYPES)
+    triggers = sorted(
+        SUBSCRIBABLE_TYPES | alias_names() | {t.split(".")[0] + ".*" for t in SUBSCRIBABLE_TYPES}
+        | {WILDCARD}
+    )
+    components["EventIn"]["properties"]["type"]["enum"] = publishable
+    components["EventBatch"]["properties"]["events"] |= {"minItems": 1, "maxItems": MAX_BATCH}
+    for name in ("WebhookCreate", "WebhookPatch"):
+        properties = components[name]["properties"]
+        properties["target"] |= {"maxLength": MAX_TARGET_LENGTH, "pattern": "^https?://"}
+        properties["triggers"] = {"type": "array", "minItems": 1,
+                                  "items": {"type": "string", "enum": triggers}}
+
+
+def _webhook_links() -> dict[str, Any]:
+    """How a created webhook's id feeds the operations on it."""
+    parameters = {"app_id": "$request.path.app_id", "webhook_id": "$response.body#/id"}
+    return {
+        name: {"operationId": operation, "parameters": parameters}
+        for name, operation in [
+            ("GetWebhook", "get_a_webhook"), ("UpdateWebhook", "update_a_webhook"),
+            ("DeleteWebhook", "delete_a_webhook"), ("RotateSecret", "rotate_a_webhooks_secret"),
+            ("SendTestEvent", "send_a_test_event"),
+        ]
+    }
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    _, components = msgspec.json.schema_components(
+        _TYPES, ref_template="#/components/schemas/{name}"
+    )
+    _constrain(components)
+    create = _operation("Create a webhook", 201, WebhookOut, body=WebhookCreate,
+                        params=(_APP_ID,), errors=(409,))
+    create["responses"]["201"]["links"] = _webhook_links()
+    app, hook = (_APP_ID,), (_APP_ID, _WEBHOOK_ID)
+    status_object = {"type": "object", "properties": {"status": {"type": "string"}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Hookbus",
+            "version": version,
+            "description": "Webhook subscriptions and event ingestion. Tokens are HS256 JWTs "
+                           "with `scope` `app` (and its `app_id`) or `admin`.",
+        },
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "bearerFormat": "JWT"}},
+        },
+        "paths": {
+            "/v1/apps/{app_id}/webhooks": {
+                "post": create,
+                "get": _operation("List webhooks", 200, WebhookList, params=app),
+            },
+            "/v1/apps/{app_id}/webhooks/{webhook_id}": {
+                "get": _operation("Get a webhook", 200, WebhookOut, params=hook, errors=(404,)),
+                "patch": _operation("Update a webhook", 200, WebhookOut, body=WebhookPatch,
+                                    params=hook, errors=(404,)),
+                "delete": _operation("Delete a webhook", 204, None, params=hook, errors=(404,)),
+            },
+            "/v1/apps/{app_id}/webhooks/{webhook_id}/secret/rotate": {
+                "post": _operation("Rotate a webhook's secret", 200, SecretRotated,
+                                   body=SecretRotation, body_required=False, params=hook,
+                                   errors=(404,)),
+            },
+            "/v1/apps/{app_id}/webhooks/{webhook_id}/test": {
+                "post": _operation("Send a test event", 202, EventAccepted, params=hook,
+                                   errors=(404, 409)),
+            },
+            "/v1/apps/{app_id}/events": {
+                "post": _operation("Publish an event", 202, EventAccepted, body=EventIn,
+                                   params=(_APP_ID, _IDEMPOTENCY_KEY)),
+            },
+            "/v1/apps/{app_id}/events/batch": {
+                "post": _operation("Publish events", 202, EventsAccepted, body=EventBatch,
+                                   params=app),
+            },
+            "/v1/event-types": {
+                "get": {
+                    "summary": "The event types and their aliases",
+                    "operationId": "event_types",
+                    "responses": {"200": {"description": "The table"} | _json(EventTypes)},
+                },
+            },
+            "/healthz": _plain("Liveness", "application/json", status_object),
+            "/readyz": _plain("Readiness", "application/json", status_object, codes=(200, 503)),
+            "/metrics": _plain("Prometheus metrics", "text/plain", {"type": "string"}),
+        },
+    }
