@@ -18,6 +18,8 @@ class DeliveryTask(msgspec.Struct, kw_only=True, omit_defaults=True):
     # The envelope exactly as it is delivered and signed.
     body: msgspec.Raw
     attempt: int = 1
+    # Set on the retry tiers: Unix time before which the task is not attempted.
+    due_at: float | None = None
     last_error: str | None = None
 
 

@@ -1,177 +1,358 @@
-"""The deliverer: consumes delivery tasks and attempts them.
+"""The deliverer: consumes `deliveries` and the retry tiers, attempts each task,
+and writes what follows (a retry, a dead letter, the attempt record).
 
-At least once: a batch's offsets are committed only after every attempt in it
-concluded and every record it produced (dead letters) was acknowledged."""
+Isolation: many attempts run at once, from any partition; an offset is committed
+only up to the lowest unfinished record of its partition (`Watermarks`), and
+only after that record's outputs were acknowledged. A target at its concurrency
+cap, or whose breaker is open, has its tasks moved to a retry tier instead of
+waiting, so one slow endpoint never holds the others up.
+
+Retry tiers: a tier partition whose head record is not yet due is paused and
+rewound to that record until it is; nothing sleeps per record."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from importlib.metadata import version
+from urllib.parse import urlsplit
 
-import aiohttp
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from aiohttp.abc import AbstractResolver
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
 
+from schemas.attempts import Attempt
 from schemas.deliveries import DeliveryTask, delivery_task_decoder
+from schemas.webhooks import Webhook
 from services.common.ops_server import create_ops_app, start_ops_server
 from services.common.topics import Topics
 from services.common.webhooks_view import WebhooksView
-from services.deliverer.attempt import Attempter, ssl_context
-from services.deliverer.outcomes import Delivered, Failed, Refused
+from services.deliverer.attempt import Attempter, Report, guarded_session
+from services.deliverer.breaker import Breakers
+from services.deliverer.metrics import DelivererMetrics
+from services.deliverer.outcomes import Deferred, Delivered, Failed, Gone, Outcome, Refused
+from services.deliverer.retry_policy import GiveUp, next_step
 from services.deliverer.settings import Settings
+from services.deliverer.watermarks import Watermarks
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+COMMIT_INTERVAL = 0.5
 
 
-class DelivererMetrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.deliveries = Counter(
-            "hookbus_deliveries_total", "Delivery tasks concluded, by outcome.",
-            ["outcome"], registry=self.registry,
-        )
-        self.attempt_duration = Histogram(
-            "hookbus_delivery_attempt_duration_seconds", "Duration of one HTTP attempt.",
-            registry=self.registry, buckets=_LATENCY_BUCKETS,
-        )
-        self.event_to_delivery = Histogram(
-            "hookbus_event_to_delivery_seconds", "From the event's created_at to its delivery.",
-            registry=self.registry, buckets=_LATENCY_BUCKETS,
-        )
-        self.in_flight = Gauge(
-            "hookbus_delivery_attempts_in_flight", "Attempts under way.", registry=self.registry,
-        )
+def target_of(url: str) -> str:
+    """What the per-target cap and breaker count by: scheme, host and port."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}"
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, deliverer: Deliverer) -> None:
+        self._deliverer = deliverer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._deliverer.on_revoked(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._deliverer.assigned = True
 
 
 class Deliverer:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, resolver: AbstractResolver | None = None) -> None:
         self.settings = settings
-        self.topics = Topics(settings.kafka.topic_prefix)
+        self.topics = Topics(settings.kafka.topic_prefix, settings.retry_schedule)
+        self.tier_topics = {name: delay for delay, name in self.topics.retry_tiers.items()}
         self.metrics = DelivererMetrics()
         self.view = WebhooksView(settings.kafka.bootstrap, self.topics.webhooks)
+        self.watermarks = Watermarks()
+        self.breakers = Breakers()
+        self.assigned = False
+        self._resolver = resolver
+        self._busy: Counter[str] = Counter()           # attempts in flight per target
+        self._failing_since: dict[str, float] = {}     # webhook id -> first failure of a streak
+        self._paused: dict[TopicPartition, float] = {}  # tier partition -> when its head is due
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._room = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._fatal: BaseException | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._attempter: Attempter | None = None
 
     def readiness(self) -> str | None:
         if not self.view.ready.is_set():
             return "loading webhooks"
-        if self._consumer is None:
-            return "starting"
+        if self._consumer is None or not self.assigned:
+            return "waiting for a partition assignment"
         return None
 
     def stop(self) -> None:
-        """Stop fetching; the batch under way finishes and is committed."""
+        """Stop fetching; attempts under way finish (within a deadline) and are committed."""
         self._stopping.set()
 
     async def run(self) -> None:
         settings = self.settings
         bootstrap = settings.kafka.bootstrap
-        producer = AIOKafkaProducer(
+        self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=2
         )
         consumer = AIOKafkaConsumer(
-            self.topics.deliveries,
             bootstrap_servers=bootstrap,
             group_id=f"{settings.kafka.topic_prefix}deliverer",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.max_in_flight,
         )
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=settings.max_in_flight, ssl=ssl_context(settings.ca_bundle)
-            ),
-            timeout=aiohttp.ClientTimeout(total=settings.delivery_timeout),
-        )
-        attempter = Attempter(session, settings.target_policy, f"hookbus/{version('hookbus')}")
+        session = guarded_session(settings.target_policy, settings.ca_bundle,
+                                  settings.max_in_flight, self._resolver)
+        self._attempter = Attempter(session, settings.target_policy,
+                                    f"hookbus/{version('hookbus')}", settings.delivery_timeout)
         ops = await start_ops_server(
             create_ops_app(self.metrics.registry, self.readiness),
             settings.metrics_host, settings.metrics_port,
         )
         view_task = await self.view.start()
         try:
-            await producer.start()
+            await self._producer.start()
             await self.view.ready.wait()
             await consumer.start()
+            consumer.subscribe([self.topics.deliveries, *self.tier_topics],
+                               listener=_Rebalance(self))
             self._consumer = consumer
-            log.info("deliverer consuming %s", self.topics.deliveries)
-            await self._consume(consumer, producer, attempter, view_task)
+            log.info("deliverer consuming %s and %d retry tiers",
+                     self.topics.deliveries, len(self.tier_topics))
+            await self._consume(consumer, view_task)
+            await self._drain(consumer)
         finally:
             self._consumer = None
             await consumer.stop()
-            await producer.stop()
+            await self._producer.stop()
             await session.close()
             await self.view.stop()
             await ops.cleanup()
             log.info("deliverer stopped")
+        if self._fatal is not None:
+            raise RuntimeError("a delivery task failed unexpectedly") from self._fatal
 
-    async def _consume(
-        self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer,
-        attempter: Attempter, view_task: asyncio.Task[None],
-    ) -> None:
+    async def _consume(self, consumer: AIOKafkaConsumer, view_task: asyncio.Task[None]) -> None:
+        last_commit = time.monotonic()
         while not self._stopping.is_set():
             if view_task.done():
                 raise RuntimeError("the webhooks view stopped") from view_task.exception()
-            batches = await consumer.getmany(timeout_ms=500)
-            if not batches:
-                continue
-            await asyncio.gather(*(
-                self._handle(record, producer, attempter)
-                for records in batches.values() for record in records
-            ))
-            await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+            room = self.settings.max_in_flight - len(self._tasks)
+            if room <= 0:
+                self._room.clear()
+                try:
+                    await asyncio.wait_for(self._room.wait(), COMMIT_INTERVAL)
+                except TimeoutError:
+                    pass
+            else:
+                batches = await consumer.getmany(timeout_ms=200, max_records=room)
+                for tp, records in batches.items():
+                    self._dispatch(consumer, tp, records)
+            self._resume_due(consumer)
+            self.metrics.observe_state(len(self._tasks), self.breakers.open_count(time.time()),
+                                       len(self._paused))
+            if time.monotonic() - last_commit >= COMMIT_INTERVAL:
+                await self._commit(consumer)
+                last_commit = time.monotonic()
 
-    async def _handle(
-        self, record: ConsumerRecord, producer: AIOKafkaProducer, attempter: Attempter
-    ) -> None:
+    def _dispatch(self, consumer: AIOKafkaConsumer, tp: TopicPartition,
+                  records: list[ConsumerRecord]) -> None:
+        now = time.time()
+        for record in records:
+            try:
+                task = delivery_task_decoder.decode(record.value)
+            except msgspec.DecodeError as exc:
+                task = None
+                poison = str(exc)
+            if task is not None and tp.topic in self.tier_topics and (task.due_at or 0) > now:
+                # Not due: hold this partition at this record until it is.
+                consumer.pause(tp)
+                consumer.seek(tp, record.offset)
+                self._paused[tp] = task.due_at or now
+                return
+            self.watermarks.started(tp, record.offset)
+            work = self._handle(task, record) if task is not None else \
+                self._dead_letter_raw(record, poison)
+            handle = asyncio.create_task(self._finish(tp, record.offset, work))
+            self._tasks.add(handle)
+
+    async def _finish(self, tp: TopicPartition, offset: int, work: object) -> None:
         try:
-            task = delivery_task_decoder.decode(record.value)
-        except msgspec.DecodeError as exc:
-            log.error("undecodable delivery task at %s/%d@%d: %s",
-                      record.topic, record.partition, record.offset, exc)
-            await producer.send_and_wait(self.topics.deliveries_dlq, record.value, key=record.key)
-            self.metrics.deliveries.labels("dead").inc()
-            return
+            await work  # type: ignore[misc]
+            self.watermarks.finished(tp, offset)
+        except Exception as exc:  # an unknown failure must not leave a stuck consumer
+            log.critical("delivery task at %s@%d failed; stopping", tp, offset, exc_info=exc)
+            self._fatal = exc
+            self._stopping.set()
+        finally:
+            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._room.set()
+
+    def _resume_due(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.time()
+        for tp, due in list(self._paused.items()):
+            if due <= now:
+                del self._paused[tp]
+                if tp in consumer.assignment():
+                    consumer.resume(tp)
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        offsets = {tp: offset for tp, offset in self.watermarks.committable().items()
+                   if tp in consumer.assignment()}
+        if offsets:
+            await consumer.commit(offsets)
+
+    async def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        """Let the attempts of revoked partitions finish (briefly), commit them,
+        and forget them; anything unfinished is attempted again by the new owner."""
+        deadline = time.monotonic() + self.settings.delivery_timeout
+        while any(self.watermarks.in_flight(tp) for tp in revoked) and \
+                time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        consumer = self._consumer
+        if consumer is not None:
+            offsets = {tp: o for tp, o in self.watermarks.committable().items() if tp in revoked}
+            if offsets:
+                await consumer.commit(offsets)
+        self.watermarks.forget(list(revoked))
+        for tp in revoked:
+            self._paused.pop(tp, None)
+
+    async def _drain(self, consumer: AIOKafkaConsumer) -> None:
+        deadline = self.settings.delivery_timeout + 5
+        if self._tasks:
+            log.info("finishing %d attempts under way (at most %gs)", len(self._tasks), deadline)
+            await asyncio.wait(set(self._tasks), timeout=deadline)
+        await asyncio.shield(self._commit(consumer))
+
+    async def _handle(self, task: DeliveryTask, record: ConsumerRecord) -> None:
         context = {"event_id": task.event_id, "webhook_id": task.webhook_id,
                    "attempt": task.attempt}
         webhook = self.view.get(task.webhook_id)
         if webhook is None or not webhook.enabled:
-            log.info("dropped: webhook deleted or disabled", extra=context)
+            log.info("dropped: the webhook was deleted or disabled", extra=context)
             self.metrics.deliveries.labels("dropped").inc()
             return
         if webhook.target_type == "DISMISS":
             self.metrics.deliveries.labels("dismissed").inc()
             return
-        started = time.perf_counter()
-        self.metrics.in_flight.inc()
-        try:
-            outcome = await attempter.attempt(webhook, task)
-        finally:
-            self.metrics.in_flight.dec()
-        elapsed = time.perf_counter() - started
-        context["duration_ms"] = round(elapsed * 1000, 1)
+        report = await self._attempt(webhook, task)
+        outcome = report.outcome
+        now = time.time()
+        writes = []
+        if not isinstance(outcome, Deferred) or outcome.consumes_attempt:
+            writes.append(self._record_attempt(task, report))
+        context["duration_ms"] = round(report.latency * 1000, 1)
         if isinstance(outcome, Delivered):
-            self.metrics.attempt_duration.observe(elapsed)
-            self.metrics.event_to_delivery.observe(
-                (datetime.now(UTC) - task.event_created_at).total_seconds()
-            )
-            self.metrics.deliveries.labels("success").inc()
+            self._failing_since.pop(webhook.id, None)
+            self.metrics.delivered(report.latency, task.event_created_at)
             log.info("delivered (HTTP %d)", outcome.status, extra=context)
-            return
-        if isinstance(outcome, Failed):
-            self.metrics.attempt_duration.observe(elapsed)
-        log.warning("attempt failed: %s", outcome.error, extra=context)
-        await self._dead_letter(task, outcome.error, producer)
-        self.metrics.deliveries.labels("refused" if isinstance(outcome, Refused) else "dead").inc()
+        elif isinstance(outcome, Gone | Refused):
+            log.warning("not retried: %s", outcome.error, extra=context)
+            if isinstance(outcome, Gone):
+                writes.append(self._disable(webhook, f"the target answered {outcome.error}"))
+            writes.append(self._dead_letter(task, outcome.error))
+            self.metrics.deliveries.labels(
+                "refused" if isinstance(outcome, Refused) else "dead").inc()
+        else:
+            writes += self._after_failure(webhook, task, outcome, now, context)
+        await asyncio.gather(*writes)
 
-    async def _dead_letter(self, task: DeliveryTask, error: str, producer: AIOKafkaProducer) -> None:
-        letter = msgspec.structs.replace(task, last_error=error)
-        await producer.send_and_wait(
-            self.topics.deliveries_dlq, _encoder.encode(letter), key=task.webhook_id.encode()
+    async def _attempt(self, webhook: Webhook, task: DeliveryTask) -> Report:
+        target = target_of(webhook.target)
+        if not self.breakers.allows(target, time.time()):
+            return Report(Deferred("circuit open: the target keeps failing",
+                                   consumes_attempt=True), 0.0)
+        if self._busy[target] >= self.settings.max_in_flight_per_target:
+            return Report(Deferred("target saturated", consumes_attempt=False), 0.0)
+        assert self._attempter is not None
+        self._busy[target] += 1
+        try:
+            report = await self._attempter.attempt(webhook, task)
+        finally:
+            self._busy[target] -= 1
+            if not self._busy[target]:
+                del self._busy[target]
+        if isinstance(report.outcome, Delivered):
+            self.breakers.succeeded(target)
+        elif isinstance(report.outcome, Failed | Gone):
+            self.breakers.failed(target, time.time())
+        if not isinstance(report.outcome, Refused):
+            self.metrics.attempt_duration.observe(report.latency)
+        return report
+
+    def _after_failure(self, webhook: Webhook, task: DeliveryTask, outcome: Outcome,
+                       now: float, context: dict) -> list:
+        assert isinstance(outcome, Failed | Deferred)
+        writes = []
+        if isinstance(outcome, Failed):
+            since = self._failing_since.setdefault(webhook.id, now)
+            if now - since >= self.settings.disable_after:
+                writes.append(self._disable(
+                    webhook, f"every attempt failed for {self.settings.disable_after:g}s"))
+        step = next_step(
+            self.settings.retry_schedule, task.attempt, now,
+            retry_after=outcome.retry_after if isinstance(outcome, Failed) else None,
+            consumes_attempt=not isinstance(outcome, Deferred) or outcome.consumes_attempt,
         )
+        if isinstance(step, GiveUp):
+            log.warning("dead letter after %s: %s", step.reason, outcome.error, extra=context)
+            writes.append(self._dead_letter(task, outcome.error))
+            self.metrics.deliveries.labels("dead").inc()
+            return writes
+        if not isinstance(outcome, Deferred):
+            log.info("attempt failed (%s); retry %d due in %.1fs", outcome.error, step.attempt,
+                     step.due_at - now, extra=context)
+        retry = msgspec.structs.replace(task, attempt=step.attempt, due_at=step.due_at,
+                                        last_error=outcome.error)
+        writes.append(self._send(self.topics.retry_tiers[step.tier], task.webhook_id,
+                                 _encoder.encode(retry)))
+        self.metrics.deliveries.labels(
+            "deferred" if isinstance(outcome, Deferred) and not outcome.consumes_attempt
+            else "retry").inc()
+        return writes
+
+    async def _send(self, topic: str, key: str, value: bytes) -> None:
+        assert self._producer is not None
+        await self._producer.send_and_wait(topic, value, key=key.encode())
+
+    def _record_attempt(self, task: DeliveryTask, report: Report):  # type: ignore[no-untyped-def]
+        outcome = report.outcome
+        result = {Delivered: "success", Failed: "failure", Gone: "gone", Refused: "refused",
+                  Deferred: "deferred"}[type(outcome)]
+        attempt = Attempt(
+            webhook_id=task.webhook_id, event_id=task.event_id, event_type=task.event_type,
+            attempt=task.attempt, at=datetime.now(UTC), result=result,  # type: ignore[arg-type]
+            latency_ms=round(report.latency * 1000, 2), status_code=report.status_code,
+            error=getattr(outcome, "error", None), response=report.excerpt,
+        )
+        return self._send(self.topics.attempts, task.webhook_id, _encoder.encode(attempt))
+
+    def _dead_letter(self, task: DeliveryTask, error: str):  # type: ignore[no-untyped-def]
+        letter = msgspec.structs.replace(task, due_at=None, last_error=error)
+        return self._send(self.topics.deliveries_dlq, task.webhook_id, _encoder.encode(letter))
+
+    async def _dead_letter_raw(self, record: ConsumerRecord, reason: str) -> None:
+        log.error("undecodable delivery task at %s/%d@%d: %s",
+                  record.topic, record.partition, record.offset, reason)
+        assert self._producer is not None
+        await self._producer.send_and_wait(self.topics.deliveries_dlq, record.value,
+                                           key=record.key)
+        self.metrics.deliveries.labels("dead").inc()
+
+    async def _disable(self, webhook: Webhook, reason: str) -> None:
+        current = self.view.get(webhook.id)
+        if current is None or not current.enabled:
+            return
+        disabled = msgspec.structs.replace(current, enabled=False, disabled_reason=reason,
+                                           updated_at=datetime.now(UTC))
+        await self._send(self.topics.webhooks, webhook.id, _encoder.encode(disabled))
+        self.view.put(disabled)
+        self._failing_since.pop(webhook.id, None)
+        log.warning("webhook disabled: %s", reason, extra={"webhook_id": webhook.id})

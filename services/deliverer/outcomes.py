@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -12,10 +14,19 @@ class Delivered:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """The attempt did not succeed; `status` is None when no response came."""
+    """The attempt did not succeed; `status` is None when no response came.
+    `retry_after` is the receiver's own wish (429/503 `Retry-After`), in seconds."""
 
     error: str
     status: int | None = None
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Gone:
+    """410: the receiver asks never to be called again."""
+
+    error: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,11 +36,39 @@ class Refused:
     error: str
 
 
-Outcome = Delivered | Failed | Refused
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """Not attempted now (the target is saturated or its breaker is open)."""
+
+    error: str
+    consumes_attempt: bool
 
 
-def of_status(status: int, reason: str = "") -> Outcome:
+Outcome = Delivered | Failed | Gone | Refused | Deferred
+
+
+def of_response(status: int, reason: str, retry_after: str | None, now: datetime) -> Outcome:
     """Success is a 2xx; anything else, 3xx included, is a failure."""
     if 200 <= status < 300:
         return Delivered(status)
-    return Failed(f"HTTP {status}{' ' + reason if reason else ''}", status)
+    error = f"HTTP {status}{' ' + reason if reason else ''}"
+    if status == 410:
+        return Gone(error)
+    wait = parse_retry_after(retry_after, now) if status in (429, 503) else None
+    return Failed(error, status, wait)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delay-seconds or HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - now).total_seconds())

@@ -16,6 +16,8 @@ class Settings:
     target_policy: TargetPolicy = TargetPolicy()
     ca_bundle: str | None = None
     max_in_flight: int = 200
+    max_in_flight_per_target: int = 20
+    disable_after: float = 5 * 86400.0
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9102
     log_format: str = "json"
@@ -39,6 +41,8 @@ class Settings:
             ),
             ca_bundle=env.optional("CA_BUNDLE"),
             max_in_flight=env.int("MAX_IN_FLIGHT", 200),
+            max_in_flight_per_target=env.int("MAX_IN_FLIGHT_PER_TARGET", 20),
+            disable_after=env.duration("DISABLE_AFTER", "5d"),
             metrics_host=env.str("METRICS_HOST", "127.0.0.1"),
             metrics_port=env.int("METRICS_PORT", 9102),
             log_format=env.str("LOG_FORMAT", "json"),

@@ -34,6 +34,7 @@ async def test_signed_delivery_and_nothing_after_delete(stack: Stack, receiver: 
         witness = await create_webhook(
             http, stack, target=receiver.url("/witness"), triggers=["message.received"]
         )
+        await asyncio.sleep(1.5)  # a new webhook is in force within a second
         assert doomed["triggers"] == ["message"]
         assert doomed["secret"].startswith("whsec_")
 
@@ -67,6 +68,7 @@ async def test_events_for_other_types_and_apps_are_not_delivered(
         await create_webhook(http, stack, target=receiver.url("/paid"),
                              triggers=["payment.succeeded"])
         await create_webhook(http, stack, target=receiver.url("/all"), triggers=["*"])
+        await asyncio.sleep(1.5)  # a new webhook is in force within a second
         read = await publish(http, stack, type="conversation.read")
         paid = await publish(http, stack, type="payment.succeeded")
         await receiver.wait_for("/all", read)

@@ -58,6 +58,7 @@ async def test_changes_apply_within_a_second(stack: Stack, receiver: Receiver) -
         client = Client(http, stack.ingest_url, "app_changes")
         hook = await client.create_webhook(target=receiver.url("/before"))
         witness = await client.create_webhook(target=receiver.url("/witness"))
+        await asyncio.sleep(CHANGE_DEADLINE)
         first = await client.publish("message.received")
         await receiver.wait_for("/before", first)
 

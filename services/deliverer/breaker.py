@@ -1,0 +1,47 @@
+"""A circuit breaker per target: after `threshold` consecutive failures the
+target is skipped for a cool-down that doubles each time it trips again; one
+probe is let through when it ends. Pure (the caller passes the time)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class _State:
+    failures: int = 0
+    open_until: float = 0.0
+    cooldown: float = 0.0
+    probing: bool = False
+
+
+class Breakers:
+    def __init__(self, threshold: int = 5, cooldown: float = 10.0, max_cooldown: float = 300.0):
+        self._threshold = threshold
+        self._base = cooldown
+        self._max = max_cooldown
+        self._states: dict[str, _State] = {}
+
+    def allows(self, target: str, now: float) -> bool:
+        state = self._states.get(target)
+        if state is None or state.failures < self._threshold:
+            return True
+        if now < state.open_until or state.probing:
+            return False
+        state.probing = True  # half-open: this one attempt decides
+        return True
+
+    def succeeded(self, target: str) -> None:
+        self._states.pop(target, None)
+
+    def failed(self, target: str, now: float) -> None:
+        state = self._states.setdefault(target, _State())
+        state.failures += 1
+        state.probing = False
+        if state.failures >= self._threshold:
+            state.cooldown = min(self._max, state.cooldown * 2 if state.cooldown else self._base)
+            state.open_until = now + state.cooldown
+
+    def open_count(self, now: float) -> int:
+        return sum(1 for s in self._states.values()
+                   if s.failures >= self._threshold and now < s.open_until)

@@ -1,0 +1,48 @@
+"""The deliverer's Prometheus metrics (contract §8), on a registry per instance."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+
+
+class DelivererMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.deliveries = Counter(
+            "hookbus_deliveries", "Delivery tasks handled, by outcome: success, retry, "
+            "deferred, dead, dismissed, refused, dropped.",
+            ["outcome"], registry=self.registry,
+        )
+        self.attempt_duration = Histogram(
+            "hookbus_delivery_attempt_duration_seconds", "Duration of one HTTP attempt.",
+            registry=self.registry, buckets=_LATENCY_BUCKETS,
+        )
+        self.event_to_delivery = Histogram(
+            "hookbus_event_to_delivery_seconds", "From the event's created_at to its delivery.",
+            registry=self.registry, buckets=_LATENCY_BUCKETS,
+        )
+        self.in_flight = Gauge(
+            "hookbus_delivery_attempts_in_flight", "Delivery tasks under way.",
+            registry=self.registry,
+        )
+        self.breakers_open = Gauge(
+            "hookbus_circuit_breakers_open", "Targets whose circuit breaker is open.",
+            registry=self.registry,
+        )
+        self.tiers_paused = Gauge(
+            "hookbus_retry_partitions_waiting", "Retry-tier partitions paused until their "
+            "head record is due.", registry=self.registry,
+        )
+
+    def delivered(self, latency: float, event_created_at: datetime) -> None:
+        self.deliveries.labels("success").inc()
+        self.event_to_delivery.observe((datetime.now(UTC) - event_created_at).total_seconds())
+
+    def observe_state(self, in_flight: int, breakers_open: int, paused: int) -> None:
+        self.in_flight.set(in_flight)
+        self.breakers_open.set(breakers_open)
+        self.tiers_paused.set(paused)
