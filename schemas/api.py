@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from schemas.attempts import Attempt
 from schemas.webhooks import ClientCredentials, TargetType, TokenRequestType, Webhook
 
 
@@ -162,3 +163,20 @@ class EventTypeOut(msgspec.Struct, kw_only=True):
 class EventTypes(msgspec.Struct, kw_only=True):
     event_types: list[EventTypeOut]
     wildcards: list[str]
+
+
+class ReplayRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Which dead letters to re-enqueue, by when they died (default: all)."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class Replayed(msgspec.Struct):
+    replayed: int
+
+
+class AttemptsPage(msgspec.Struct, kw_only=True):
+    attempts: list[Attempt]
+    # Pass as `cursor` for the next (older) page; absent at the end.
+    next_cursor: str | None = None

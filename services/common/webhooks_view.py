@@ -1,8 +1,7 @@
 """A live, in-memory copy of the compacted `webhooks` topic.
 
-Every instance of every service reads the whole topic (no consumer group), so
-each sees every subscription; `ready` is set once the copy has caught up with
-the end offsets seen at start, and nothing may be routed or delivered before."""
+Every instance of every service reads the whole topic, so each sees every
+subscription; nothing may be routed or delivered before `ready`."""
 
 from __future__ import annotations
 
@@ -11,9 +10,10 @@ import logging
 from collections.abc import Callable
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import ConsumerRecord
 
 from schemas.webhooks import Webhook, webhook_decoder
+from services.common.topic_follower import TopicFollower
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +22,11 @@ OnChange = Callable[[str, Webhook | None], None]
 
 class WebhooksView:
     def __init__(self, bootstrap: str, topic: str, on_change: OnChange | None = None) -> None:
-        self._bootstrap = bootstrap
-        self._topic = topic
         self._on_change = on_change
         self._webhooks: dict[str, Webhook] = {}
         self._by_app: dict[str, dict[str, Webhook]] = {}
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.ready = asyncio.Event()
+        self._follower = TopicFollower(bootstrap, topic, self._apply)
+        self.ready = self._follower.ready
         self.undecodable = 0
 
     def __len__(self) -> int:
@@ -59,60 +56,14 @@ class WebhooksView:
             self._on_change(webhook_id, None)
 
     async def start(self) -> asyncio.Task[None]:
-        """Connect and start following the topic; returns the following task,
-        whose failure the caller must treat as fatal."""
-        consumer = AIOKafkaConsumer(
-            self._topic,
-            bootstrap_servers=self._bootstrap,
-            group_id=None,  # no group: aiokafka assigns every partition to us
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
-            metadata_max_age_ms=5000,
-        )
-        await consumer.start()
-        self._consumer = consumer
-        waited = 0.0
-        while not consumer.assignment():
-            if waited % 10 == 0 and waited:
-                log.warning("waiting for the topic %s to exist", self._topic)
-            await asyncio.sleep(0.25)
-            waited += 0.25
-        ends = await consumer.end_offsets(list(consumer.assignment()))
-        self._task = asyncio.create_task(self._follow(consumer, ends), name="webhooks-view")
-        return self._task
+        """Start following the topic; the returned task's failure is fatal."""
+        return await self._follower.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        if self._consumer is not None:
-            await self._consumer.stop()
+        await self._follower.stop()
 
-    async def _follow(self, consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> None:
-        pending = {tp: end for tp, end in ends.items() if end > 0}
-        if not pending:
-            self._mark_ready()
-        while True:
-            batches = await consumer.getmany(timeout_ms=500)
-            for tp, records in batches.items():
-                for record in records:
-                    self._apply(record.key, record.value)
-                if tp in pending and records[-1].offset + 1 >= pending[tp]:
-                    del pending[tp]
-            if pending and not self.ready.is_set():
-                # Compaction can leave the last offsets empty: trust the position.
-                for tp in list(pending):
-                    if await consumer.position(tp) >= pending[tp]:
-                        del pending[tp]
-            if not pending and not self.ready.is_set():
-                self._mark_ready()
-
-    def _mark_ready(self) -> None:
-        log.info("webhooks view ready with %d webhooks", len(self._webhooks))
-        self.ready.set()
-
-    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+    def _apply(self, record: ConsumerRecord) -> None:
+        key, value = record.key, record.value
         if value is None:
             if key is not None:
                 self.delete(key.decode())

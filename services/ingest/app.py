@@ -23,6 +23,9 @@ from swagger_ui_bundle import swagger_ui_path
 
 from schemas.api import (
     MAX_BATCH,
+    AttemptsPage,
+    Replayed,
+    ReplayRequest,
     ClientCredentialsIn,
     ErrorDetail,
     EventAccepted,
@@ -46,11 +49,13 @@ from services.common.ids import new_id
 from services.common.secrets import generate_secret
 from services.common.topics import Topics, missing_topics
 from services.common.webhooks_view import WebhooksView
+from services.ingest.attempts_log import AttemptsLog
 from services.ingest.auth import authorize
 from services.ingest.errors import ApiError, decode_error
 from services.ingest.idempotency import MAX_KEY_LENGTH, IdempotencyKeys, event_id_for
 from services.ingest.metrics import IngestMetrics
 from services.ingest.openapi import openapi_document
+from services.ingest.replay import replay_dead_letters
 from services.ingest.settings import Settings
 from services.ingest.validation import event_problems, webhook_problems
 
@@ -69,6 +74,7 @@ class Ingest:
         self.topics = Topics(settings.kafka.topic_prefix)
         self.metrics = IngestMetrics()
         self.view = WebhooksView(settings.kafka.bootstrap, self.topics.webhooks)
+        self.attempts = AttemptsLog(settings.kafka.bootstrap, self.topics.attempts)
         self.idempotency = IdempotencyKeys()
         self.producer: AIOKafkaProducer | None = None
         self.admin: AIOKafkaAdminClient | None = None
@@ -132,6 +138,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_delete("/v1/apps/{app_id}/webhooks/{webhook_id}", delete_webhook)
     app.router.add_post("/v1/apps/{app_id}/webhooks/{webhook_id}/secret/rotate", rotate_secret)
     app.router.add_post("/v1/apps/{app_id}/webhooks/{webhook_id}/test", test_webhook)
+    app.router.add_get("/v1/apps/{app_id}/webhooks/{webhook_id}/attempts", list_attempts)
+    app.router.add_post("/v1/apps/{app_id}/webhooks/{webhook_id}/replay", replay)
     app.router.add_post("/v1/apps/{app_id}/events", publish_event)
     app.router.add_post("/v1/apps/{app_id}/events/batch", publish_batch)
     app.router.add_get("/v1/event-types", event_types)
@@ -153,21 +161,22 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await producer.start()
     await admin.start()
-    view_task = await ingest.view.start()
-    view_task.add_done_callback(_fatal_if_failed)
+    for follower_task in (await ingest.view.start(), await ingest.attempts.follower.start()):
+        follower_task.add_done_callback(_fatal_if_failed)
     ingest.producer, ingest.admin = producer, admin
     log.info("ingest connected to kafka at %s", bootstrap)
     try:
         yield
     finally:
         await ingest.view.stop()
+        await ingest.attempts.follower.stop()
         await producer.stop()
         await admin.close()
 
 
 def _fatal_if_failed(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.critical("the webhooks view failed; exiting", exc_info=task.exception())
+        log.critical("following %s failed; exiting", task.get_name(), exc_info=task.exception())
         raise SystemExit(70)
 
 
@@ -349,6 +358,50 @@ async def test_webhook(request: web.Request) -> web.Response:
     )
     await ingest.produce(ingest.topics.deliveries, webhook.id, _encoder.encode(task))
     return _json(EventAccepted(event.id), status=202)
+
+
+MAX_ATTEMPTS_PAGE = 100
+
+
+async def list_attempts(request: web.Request) -> web.Response:
+    app_id = _authorized_app(request)
+    webhook = _webhook_of(request, app_id)
+    problems = []
+    try:
+        limit = int(request.query.get("limit", "20"))
+        if not 1 <= limit <= MAX_ATTEMPTS_PAGE:
+            raise ValueError
+    except ValueError:
+        problems.append(ErrorDetail("limit", f"must be an integer from 1 to {MAX_ATTEMPTS_PAGE}"))
+    cursor = request.query.get("cursor")
+    if cursor is not None and not cursor.isdigit():
+        problems.append(ErrorDetail("cursor", "not a cursor this API gave"))
+    if problems:
+        raise ApiError.invalid(problems)
+    attempts, next_cursor = request.app[INGEST].attempts.page(
+        webhook.id, limit, None if cursor is None else int(cursor))
+    return _json(AttemptsPage(
+        attempts=attempts, next_cursor=None if next_cursor is None else str(next_cursor)))
+
+
+async def replay(request: web.Request) -> web.Response:
+    app_id = _authorized_app(request)
+    ingest = request.app[INGEST]
+    webhook = _webhook_of(request, app_id)
+    body = await _decode(request, ReplayRequest) if await request.read() else ReplayRequest()
+    if body.since and body.until and body.since > body.until:
+        raise ApiError.invalid([ErrorDetail("until", "must not be before since")])
+    assert ingest.producer is not None
+    log.info("replay of dead letters requested", extra={"webhook_id": webhook.id})
+    try:
+        count = await replay_dead_letters(
+            ingest.settings.kafka.bootstrap, ingest.topics.deliveries_dlq,
+            ingest.topics.deliveries, ingest.producer, webhook.id, body.since, body.until,
+        )
+    except KafkaError as exc:
+        log.error("replay failed: %r", exc, extra={"webhook_id": webhook.id})
+        raise ApiError(503, "the event store is unavailable; retry later") from exc
+    return _json(Replayed(count), status=202)
 
 
 async def list_webhooks(request: web.Request) -> web.Response:

@@ -9,6 +9,9 @@ import msgspec
 
 from schemas.api import (
     MAX_BATCH,
+    AttemptsPage,
+    Replayed,
+    ReplayRequest,
     ErrorBody,
     EventAccepted,
     EventBatch,
@@ -32,7 +35,7 @@ from services.common.triggers import (
 )
 
 _TYPES: list[type] = [
-    ErrorBody, EventAccepted, EventBatch, EventIn, EventsAccepted, EventTypes, SecretRotated,
+    AttemptsPage, Replayed, ReplayRequest, ErrorBody, EventAccepted, EventBatch, EventIn, EventsAccepted, EventTypes, SecretRotated,
     SecretRotation, WebhookCreate, WebhookList, WebhookOut, WebhookPatch,
 ]
 _ERRORS = {
@@ -47,6 +50,11 @@ _ERRORS = {
 }
 _APP_ID = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _WEBHOOK_ID = {"name": "webhook_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_LIMIT = {"name": "limit", "in": "query", "required": False,
+          "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}}
+_CURSOR = {"name": "cursor", "in": "query", "required": False,
+           "description": "`next_cursor` of the previous page.",
+           "schema": {"type": "string", "pattern": "^[0-9]+$"}}
 _IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key", "in": "header", "required": False,
     "description": "The same key from the same app within 24 h answers the same event id "
@@ -123,6 +131,8 @@ def _webhook_links() -> dict[str, Any]:
             ("GetWebhook", "get_a_webhook"), ("UpdateWebhook", "update_a_webhook"),
             ("DeleteWebhook", "delete_a_webhook"), ("RotateSecret", "rotate_a_webhooks_secret"),
             ("SendTestEvent", "send_a_test_event"),
+            ("ListAttempts", "list_a_webhooks_attempts"),
+            ("ReplayDeadLetters", "replay_a_webhooks_dead_letters"),
         ]
     }
 
@@ -169,6 +179,15 @@ def openapi_document(version: str) -> dict[str, Any]:
             "/v1/apps/{app_id}/webhooks/{webhook_id}/test": {
                 "post": _operation("Send a test event", 202, EventAccepted, params=hook,
                                    errors=(404, 409)),
+            },
+            "/v1/apps/{app_id}/webhooks/{webhook_id}/attempts": {
+                "get": _operation("List a webhook's attempts", 200, AttemptsPage,
+                                  params=(*hook, _LIMIT, _CURSOR), errors=(404,)),
+            },
+            "/v1/apps/{app_id}/webhooks/{webhook_id}/replay": {
+                "post": _operation("Replay a webhook's dead letters", 202, Replayed,
+                                   body=ReplayRequest, body_required=False, params=hook,
+                                   errors=(404,)),
             },
             "/v1/apps/{app_id}/events": {
                 "post": _operation("Publish an event", 202, EventAccepted, body=EventIn,

@@ -1,0 +1,73 @@
+"""Reading a whole topic and keeping up with it, in every instance (no consumer
+group). `ready` is set once the end offsets seen at start are reached."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+log = logging.getLogger(__name__)
+
+
+class TopicFollower:
+    def __init__(self, bootstrap: str, topic: str, apply: Callable[[ConsumerRecord], None]) -> None:
+        self._bootstrap = bootstrap
+        self.topic = topic
+        self._apply = apply
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    async def start(self) -> asyncio.Task[None]:
+        """Connect and start following; returns the following task, whose
+        failure the caller must treat as fatal."""
+        consumer = AIOKafkaConsumer(
+            self.topic,
+            bootstrap_servers=self._bootstrap,
+            group_id=None,  # no group: aiokafka assigns every partition to us
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+            metadata_max_age_ms=5000,
+        )
+        await consumer.start()
+        self._consumer = consumer
+        waited = 0.0
+        while not consumer.assignment():
+            if waited and waited % 10 == 0:
+                log.warning("waiting for the topic %s to exist", self.topic)
+            await asyncio.sleep(0.25)
+            waited += 0.25
+        ends = await consumer.end_offsets(list(consumer.assignment()))
+        self._task = asyncio.create_task(self._follow(consumer, ends), name=f"follow {self.topic}")
+        return self._task
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def _follow(self, consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> None:
+        pending = {tp: end for tp, end in ends.items() if end > 0}
+        if not pending:
+            self.ready.set()
+        while True:
+            batches = await consumer.getmany(timeout_ms=500)
+            for tp, records in batches.items():
+                for record in records:
+                    self._apply(record)
+                if tp in pending and records[-1].offset + 1 >= pending[tp]:
+                    del pending[tp]
+            if pending and not self.ready.is_set():
+                # Compaction can leave the last offsets empty: trust the position.
+                for tp in list(pending):
+                    if await consumer.position(tp) >= pending[tp]:
+                        del pending[tp]
+            if not pending and not self.ready.is_set():
+                log.info("caught up with %s", self.topic)
+                self.ready.set()
