@@ -176,7 +176,7 @@ class Replayed(msgspec.Struct):
     replayed: int
 
 
-class AttemptsPage(msgspec.Struct, kw_only=True):
+class AttemptsPage(msgspec.Struct, kw_only=True, omit_defaults=True):
     attempts: list[Attempt]
     # Pass as `cursor` for the next (older) page; absent at the end.
     next_cursor: str | None = None

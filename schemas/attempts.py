@@ -7,7 +7,7 @@ from typing import Literal
 
 import msgspec
 
-AttemptResult = Literal["success", "failure", "gone", "refused", "deferred"]
+AttemptResult = Literal["success", "failure", "gone", "refused"]
 
 
 class Attempt(msgspec.Struct, kw_only=True, omit_defaults=True):

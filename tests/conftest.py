@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import aiohttp.web
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from devtools.broker import ROOT, Broker, free_port
 from services.common.topics import Topics, ensure_topics
@@ -41,9 +42,13 @@ def prefix() -> str:
 
 
 @pytest.fixture
-async def topics(kafka: Broker, prefix: str) -> Topics:
+async def topics(kafka: Broker, prefix: str, request: pytest.FixtureRequest) -> Topics:
+    """The topics under this test's prefix; `@pytest.mark.partitions(n)` sets how many
+    partitions each has (to put endpoints on one partition, say)."""
+    marker = request.node.get_closest_marker("partitions")
     topics = Topics(prefix, retry_delays=(1, 2))
-    await ensure_topics(kafka.bootstrap, topics.specs(), partitions=PARTITIONS)
+    await ensure_topics(kafka.bootstrap, topics.specs(),
+                        partitions=marker.args[0] if marker else PARTITIONS)
     return topics
 
 
@@ -57,13 +62,13 @@ def auth(app_id: str) -> dict[str, str]:
 
 async def records(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
     """Every record of `topic` now, as (key, value) pairs, read from the start."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
+        while not consumer.assignment():
+            await asyncio.sleep(0.05)
+        ends = await consumer.end_offsets(list(consumer.assignment()))
         found: list[tuple[bytes | None, bytes | None]] = []
         while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
             for batch in (await consumer.getmany(timeout_ms=1000)).values():
@@ -95,7 +100,7 @@ class Stack:
             "HOOKBUS_TOPIC_PREFIX": prefix,
             "HOOKBUS_JWT_SECRET": JWT_SECRET,
             "HOOKBUS_ALLOW_HTTP": "true",
-            "HOOKBUS_ALLOWED_PRIVATE_CIDRS": "127.0.0.0/8",
+            "HOOKBUS_ALLOWED_PRIVATE_CIDRS": "127.0.0.0/8,::1/128",
             "HOOKBUS_RETRY_SCHEDULE": "1s,2s",
             "HOOKBUS_DELIVERY_TIMEOUT": "5s",
             "HOOKBUS_ROUTER_DATA_DIR": str(log_dir / "router-data"),
@@ -183,19 +188,30 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float  # time.monotonic() on arrival
+
+
+Responder = Callable[[aiohttp.web.Request, int], Awaitable[aiohttp.web.StreamResponse]]
 
 
 class Receiver:
-    """A real HTTP endpoint on loopback that records every POST it gets."""
+    """A real HTTP (or, with an SSL context, HTTPS) endpoint on loopback that
+    records every POST it gets and answers as each path is told to (204 unless)."""
 
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self.received: list[Received] = []
         self._changed = asyncio.Condition()
         self.port = free_port()
+        self._ssl = ssl_context
+        self._responders: dict[str, Responder] = {}
         self._runner: aiohttp.web.AppRunner | None = None
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"{'https' if self._ssl else 'http'}://{host}:{self.port}{path}"
+
+    def respond(self, path: str, responder: Responder) -> None:
+        """Answer POSTs to `path` with `responder(request, n)`, n counting from 1."""
+        self._responders[path] = responder
 
     def on(self, path: str) -> list[Received]:
         return [r for r in self.received if r.path == path]
@@ -211,19 +227,30 @@ class Receiver:
         assert received is not None
         return received
 
-    async def _handle(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+    async def wait_count(self, path: str, count: int, timeout: float = 30) -> list[Received]:
+        async with self._changed:
+            await asyncio.wait_for(
+                self._changed.wait_for(lambda: len(self.on(path)) >= count), timeout)
+        return self.on(path)
+
+    async def _handle(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
         body = await request.read()
         async with self._changed:
-            self.received.append(Received(request.path, dict(request.headers), body))
+            self.received.append(
+                Received(request.path, dict(request.headers), body, time.monotonic()))
             self._changed.notify_all()
-        return aiohttp.web.Response(status=204)
+        responder = self._responders.get(request.path)
+        if responder is None:
+            return aiohttp.web.Response(status=204)
+        return await responder(request, len(self.on(request.path)))
 
     async def start(self) -> None:
         app = aiohttp.web.Application()
         app.router.add_post("/{tail:.*}", self._handle)
         self._runner = aiohttp.web.AppRunner(app)
         await self._runner.setup()
-        await aiohttp.web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await aiohttp.web.TCPSite(self._runner, "127.0.0.1", self.port,
+                                  ssl_context=self._ssl).start()
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -35,7 +35,7 @@ from services.deliverer.attempt import Attempter, Report, guarded_session
 from services.deliverer.breaker import Breakers
 from services.deliverer.metrics import DelivererMetrics
 from services.deliverer.outcomes import Deferred, Delivered, Failed, Gone, Outcome, Refused
-from services.deliverer.retry_policy import GiveUp, next_step
+from services.deliverer.retry_policy import GiveUp, deferral, next_step
 from services.deliverer.settings import Settings
 from services.deliverer.watermarks import Watermarks
 
@@ -45,9 +45,11 @@ COMMIT_INTERVAL = 0.5
 
 
 def target_of(url: str) -> str:
-    """What the per-target cap and breaker count by: scheme, host and port."""
+    """What the per-target cap and breaker count by: the endpoint's URL without
+    its query. Not the host alone: endpoints of many customers can share one
+    host (a SaaS receiver), and one of them failing must not hold up the rest."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}"
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -246,7 +248,7 @@ class Deliverer:
         outcome = report.outcome
         now = time.time()
         writes = []
-        if not isinstance(outcome, Deferred) or outcome.consumes_attempt:
+        if not isinstance(outcome, Deferred):
             writes.append(self._record_attempt(task, report))
         context["duration_ms"] = round(report.latency * 1000, 1)
         if isinstance(outcome, Delivered):
@@ -266,11 +268,12 @@ class Deliverer:
 
     async def _attempt(self, webhook: Webhook, task: DeliveryTask) -> Report:
         target = target_of(webhook.target)
-        if not self.breakers.allows(target, time.time()):
+        now = time.time()
+        if not self.breakers.allows(target, now):
             return Report(Deferred("circuit open: the target keeps failing",
-                                   consumes_attempt=True), 0.0)
+                                   self.breakers.open_for(target, now)), 0.0)
         if self._busy[target] >= self.settings.max_in_flight_per_target:
-            return Report(Deferred("target saturated", consumes_attempt=False), 0.0)
+            return Report(Deferred("target saturated"), 0.0)
         assert self._attempter is not None
         self._busy[target] += 1
         try:
@@ -296,10 +299,10 @@ class Deliverer:
             if now - since >= self.settings.disable_after:
                 writes.append(self._disable(
                     webhook, f"every attempt failed for {self.settings.disable_after:g}s"))
-        step = next_step(
-            self.settings.retry_schedule, task.attempt, now,
-            retry_after=outcome.retry_after if isinstance(outcome, Failed) else None,
-            consumes_attempt=not isinstance(outcome, Deferred) or outcome.consumes_attempt,
+        schedule = self.settings.retry_schedule
+        step = (
+            deferral(schedule, task.attempt, now, outcome.wait) if isinstance(outcome, Deferred)
+            else next_step(schedule, task.attempt, now, retry_after=outcome.retry_after)
         )
         if isinstance(step, GiveUp):
             log.warning("dead letter after %s: %s", step.reason, outcome.error, extra=context)
@@ -314,8 +317,7 @@ class Deliverer:
         writes.append(self._send(self.topics.retry_tiers[step.tier], task.webhook_id,
                                  _encoder.encode(retry)))
         self.metrics.deliveries.labels(
-            "deferred" if isinstance(outcome, Deferred) and not outcome.consumes_attempt
-            else "retry").inc()
+            "deferred" if isinstance(outcome, Deferred) else "retry").inc()
         return writes
 
     async def _send(self, topic: str, key: str, value: bytes) -> None:
@@ -324,8 +326,8 @@ class Deliverer:
 
     def _record_attempt(self, task: DeliveryTask, report: Report):  # type: ignore[no-untyped-def]
         outcome = report.outcome
-        result = {Delivered: "success", Failed: "failure", Gone: "gone", Refused: "refused",
-                  Deferred: "deferred"}[type(outcome)]
+        result = {Delivered: "success", Failed: "failure", Gone: "gone",
+                  Refused: "refused"}[type(outcome)]
         attempt = Attempt(
             webhook_id=task.webhook_id, event_id=task.event_id, event_type=task.event_type,
             attempt=task.attempt, at=datetime.now(UTC), result=result,  # type: ignore[arg-type]

@@ -31,6 +31,13 @@ class Breakers:
         state.probing = True  # half-open: this one attempt decides
         return True
 
+    def open_for(self, target: str, now: float) -> float:
+        """Seconds until `target` may be tried again (0 when it may be now)."""
+        state = self._states.get(target)
+        if state is None or state.failures < self._threshold:
+            return 0.0
+        return max(0.0, state.open_until - now)
+
     def succeeded(self, target: str) -> None:
         self._states.pop(target, None)
 

@@ -38,10 +38,11 @@ class Refused:
 
 @dataclass(frozen=True, slots=True)
 class Deferred:
-    """Not attempted now (the target is saturated or its breaker is open)."""
+    """Not attempted now, and no attempt used up: the target is saturated, or
+    its breaker is open for `wait` more seconds."""
 
     error: str
-    consumes_attempt: bool
+    wait: float = 0.0
 
 
 Outcome = Delivered | Failed | Gone | Refused | Deferred

@@ -20,21 +20,17 @@ class GiveUp:
 
 
 def next_step(
-    schedule: Sequence[float], attempt: int, now: float, *,
-    retry_after: float | None = None, consumes_attempt: bool = True,
+    schedule: Sequence[float], attempt: int, now: float, *, retry_after: float | None = None,
 ) -> Retry | GiveUp:
     """After attempt number `attempt` (1-based) failed at `now`.
 
     The wait is the schedule's next delay, or the receiver's `Retry-After` if
     longer, capped at the schedule's longest delay; the task goes to the
     shortest tier at least as long as the wait, so each tier's records come
-    due in about the order they were written. A deferral that consumes no
-    attempt waits the shortest delay and keeps its number."""
+    due in about the order they were written."""
     if not schedule:
         return GiveUp("no retries configured")
     tiers = sorted(set(schedule))
-    if not consumes_attempt:
-        return Retry(attempt, tiers[0], now + tiers[0])
     if attempt > len(schedule):
         return GiveUp(f"gave up after {attempt} attempts")
     wait = schedule[attempt - 1]
@@ -42,3 +38,13 @@ def next_step(
         wait = min(max(wait, retry_after), tiers[-1])
     tier = next(t for t in tiers if t >= wait)
     return Retry(attempt + 1, tier, now + wait)
+
+
+def deferral(schedule: Sequence[float], attempt: int, now: float, wait: float) -> Retry | GiveUp:
+    """A task that was not attempted: it keeps its attempt number and waits at
+    least the shortest delay, or `wait` (capped at the longest)."""
+    if not schedule:
+        return GiveUp("no retries configured")
+    tiers = sorted(set(schedule))
+    wait = min(max(wait, tiers[0]), tiers[-1])
+    return Retry(attempt, next(t for t in tiers if t >= wait), now + wait)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from services.deliverer.breaker import Breakers
 from services.deliverer.outcomes import Delivered, Failed, Gone, of_response, parse_retry_after
-from services.deliverer.retry_policy import GiveUp, Retry, next_step
+from services.deliverer.retry_policy import GiveUp, Retry, deferral, next_step
 from services.deliverer.watermarks import Watermarks
 
 NOW = datetime(2026, 11, 22, 18, 0, tzinfo=UTC)
@@ -55,8 +55,11 @@ def test_retry_after_is_honoured_up_to_the_longest_delay() -> None:
 
 
 def test_a_deferral_keeps_its_attempt_number() -> None:
-    assert next_step(SCHEDULE, 3, 0.0, consumes_attempt=False) == Retry(3, 5, 5)
+    assert deferral(SCHEDULE, 3, 0.0, 0.0) == Retry(3, 5, 5)
+    assert deferral(SCHEDULE, 3, 0.0, 42.0) == Retry(3, 300, 42)
+    assert deferral(SCHEDULE, 8, 0.0, 10**9) == Retry(8, 36000, 36000)
     assert next_step((), 1, 0.0) == GiveUp("no retries configured")
+    assert deferral((), 1, 0.0, 0.0) == GiveUp("no retries configured")
 
 
 @given(st.lists(st.floats(1, 10**5), min_size=1, max_size=8), st.integers(1, 10),
@@ -109,6 +112,7 @@ def test_breaker_opens_probes_and_closes() -> None:
         assert breakers.allows("t", 0)
         breakers.failed("t", 0)
     assert not breakers.allows("t", 5) and breakers.open_count(5) == 1
+    assert breakers.open_for("t", 5) == 5 and breakers.open_for("other", 5) == 0
     assert breakers.allows("t", 11)          # the probe
     assert not breakers.allows("t", 11)      # only one
     breakers.failed("t", 11)                 # trips again, for twice as long
