@@ -75,6 +75,8 @@ class Attempter:
                             time.perf_counter() - started)
         except TokenError as exc:
             report = Report(Failed(str(exc)), time.perf_counter() - started)
+        except TargetRefused as exc:
+            report = Report(Refused(str(exc)), time.perf_counter() - started)
         except aiohttp.ClientConnectorError as exc:
             outcome: Outcome = (
                 Refused(str(exc.os_error)) if isinstance(exc.os_error, TargetRefused)

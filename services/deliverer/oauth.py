@@ -15,6 +15,7 @@ import aiohttp
 import msgspec
 
 from schemas.webhooks import ClientCredentials
+from services.deliverer.guard import TargetRefused
 
 MIN_TTL, MAX_TTL = 30.0, 3600.0
 
@@ -71,6 +72,10 @@ class TokenCache:
                 body = await response.read()
                 if response.status != 200:
                     raise TokenError(f"token endpoint answered HTTP {response.status}")
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, TargetRefused):
+                raise TargetRefused(f"token endpoint: {exc.os_error}") from exc
+            raise TokenError(f"token request failed: cannot connect: {exc.os_error}") from exc
         except aiohttp.ClientError as exc:
             raise TokenError(f"token request failed: {type(exc).__name__}: {exc}") from exc
         try:

@@ -87,6 +87,6 @@ async def test_the_token_endpoint_is_guarded_too(attempter: Attempter, receiver:
                                              endpoint="http://metadata.test/token"),
     )
     report = await attempter.attempt(hook, TASK)
-    assert not isinstance(report.outcome, Delivered)
+    assert isinstance(report.outcome, Refused), report
     assert "metadata.test" in report.outcome.error and "link-local" in report.outcome.error
     assert receiver.received == []
