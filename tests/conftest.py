@@ -4,15 +4,11 @@ a unique topic prefix per test, and the services run as real processes."""
 from __future__ import annotations
 
 import asyncio
-import os
 import ssl
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -20,7 +16,8 @@ import aiohttp.web
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from devtools.broker import ROOT, Broker, free_port
+from devtools.broker import Broker, free_port
+from devtools.processes import Stack
 from services.common.topics import Topics, ensure_topics
 from services.ingest.auth import issue_token
 
@@ -78,93 +75,18 @@ async def records(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes 
         await consumer.stop()
 
 
-@dataclass
-class ServiceProcess:
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    ports: dict[str, int] = field(default_factory=dict)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+TEST_SETTINGS = {
+    "HOOKBUS_JWT_SECRET": JWT_SECRET,
+    "HOOKBUS_ALLOW_HTTP": "true",
+    "HOOKBUS_ALLOWED_PRIVATE_CIDRS": "127.0.0.0/8,::1/128",
+    "HOOKBUS_RETRY_SCHEDULE": "1s,2s",
+    "HOOKBUS_DELIVERY_TIMEOUT": "5s",
+}
 
 
-class Stack:
-    """Ingest, router and deliverer as `python -m services.X` processes, as
-    `make run` and Kubernetes run them."""
-
-    def __init__(self, bootstrap: str, prefix: str, log_dir: Path, **env: str) -> None:
-        self.env = {
-            **os.environ,
-            "HOOKBUS_KAFKA_BOOTSTRAP": bootstrap,
-            "HOOKBUS_TOPIC_PREFIX": prefix,
-            "HOOKBUS_JWT_SECRET": JWT_SECRET,
-            "HOOKBUS_ALLOW_HTTP": "true",
-            "HOOKBUS_ALLOWED_PRIVATE_CIDRS": "127.0.0.0/8,::1/128",
-            "HOOKBUS_RETRY_SCHEDULE": "1s,2s",
-            "HOOKBUS_DELIVERY_TIMEOUT": "5s",
-            "HOOKBUS_ROUTER_DATA_DIR": str(log_dir / "router-data"),
-            "PYTHONUNBUFFERED": "1",
-            **env,
-        }
-        self.log_dir = log_dir
-        self.services: dict[str, ServiceProcess] = {}
-
-    @property
-    def ingest_url(self) -> str:
-        return f"http://127.0.0.1:{self.services['ingest'].ports['http']}"
-
-    def start(self, name: str) -> ServiceProcess:
-        ports = {"http": free_port()} if name == "ingest" else {"metrics": free_port()}
-        env = dict(self.env)
-        if name == "ingest":
-            env["HOOKBUS_HTTP_PORT"] = str(ports["http"])
-        else:
-            env["HOOKBUS_METRICS_PORT"] = str(ports["metrics"])
-        log_path = self.log_dir / f"{name}.log"
-        with open(log_path, "ab") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"], env=env, cwd=ROOT,
-                stdout=out, stderr=subprocess.STDOUT,
-            )
-        service = ServiceProcess(name, process, log_path, ports)
-        self.services[name] = service
-        return service
-
-    async def wait_ready(self, timeout: float = 60) -> None:
-        """Until every service's /readyz answers 200."""
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as session:
-            for service in self.services.values():
-                port = service.ports.get("http") or service.ports["metrics"]
-                while True:
-                    if service.process.poll() is not None:
-                        raise RuntimeError(f"{service.name} exited:\n{service.log()[-3000:]}")
-                    try:
-                        async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
-                            if response.status == 200:
-                                break
-                    except aiohttp.ClientError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"{service.name} not ready:\n{service.log()[-3000:]}")
-                    await asyncio.sleep(0.2)
-
-    def stop(self) -> dict[str, int]:
-        """SIGTERM every service; returns their exit codes."""
-        codes = {}
-        for service in self.services.values():
-            if service.process.poll() is None:
-                service.process.send_signal(signal.SIGTERM)
-        for service in self.services.values():
-            try:
-                codes[service.name] = service.process.wait(30)
-            except subprocess.TimeoutExpired:
-                service.process.send_signal(signal.SIGUSR1)  # Faust/mode: dump the stacks
-                time.sleep(1)
-                service.process.kill()
-                codes[service.name] = service.process.wait()
-        return codes
+def make_stack(bootstrap: str, prefix: str, log_dir: Path, **env: str) -> Stack:
+    """A stack with the tests' settings: loopback http targets, a short schedule."""
+    return Stack(bootstrap, prefix, log_dir, **(TEST_SETTINGS | env))
 
 
 @pytest.fixture
@@ -173,7 +95,8 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     """The three services; `@pytest.mark.stack_env(NAME=value)` adds settings."""
     marker = request.node.get_closest_marker("stack_env")
-    stack = Stack(kafka.bootstrap, topics.prefix, tmp_path, **(marker.kwargs if marker else {}))
+    stack = make_stack(kafka.bootstrap, topics.prefix, tmp_path,
+                       **(marker.kwargs if marker else {}))
     for name in ("ingest", "router", "deliverer"):
         stack.start(name)
     try:

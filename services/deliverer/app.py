@@ -24,6 +24,7 @@ import msgspec
 from aiohttp.abc import AbstractResolver
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
 
 from schemas.attempts import Attempt
 from schemas.deliveries import DeliveryTask, delivery_task_decoder
@@ -207,8 +208,14 @@ class Deliverer:
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
         offsets = {tp: offset for tp, offset in self.watermarks.committable().items()
                    if tp in consumer.assignment()}
-        if offsets:
+        if not offsets:
+            return
+        try:
             await consumer.commit(offsets)
+        except KafkaError as exc:  # e.g. the broker restarting: commit later
+            log.warning("commit failed, will retry: %r", exc)
+            return
+        self.watermarks.committed(offsets)
 
     async def on_revoked(self, revoked: list[TopicPartition]) -> None:
         """Let the attempts of revoked partitions finish (briefly), commit them,
@@ -221,7 +228,10 @@ class Deliverer:
         if consumer is not None:
             offsets = {tp: o for tp, o in self.watermarks.committable().items() if tp in revoked}
             if offsets:
-                await consumer.commit(offsets)
+                try:
+                    await consumer.commit(offsets)
+                except KafkaError as exc:  # the new owner repeats these records
+                    log.warning("commit on revocation failed: %r", exc)
         self.watermarks.forget(list(revoked))
         for tp in revoked:
             self._paused.pop(tp, None)

@@ -31,15 +31,18 @@ class Watermarks:
 
     def committable(self) -> dict[Hashable, int]:
         """Offsets to commit now (the next offset to read), for the partitions
-        whose watermark moved since the last call."""
+        whose watermark moved past what was last `committed`."""
         moved = {}
         for partition, end in self._next.items():
             heap = self._pending.get(partition)
             mark = heap[0] if heap else end
             if mark > self._committed.get(partition, -1):
                 moved[partition] = mark
-                self._committed[partition] = mark
         return moved
+
+    def committed(self, offsets: dict[Hashable, int]) -> None:
+        """Record offsets the broker acknowledged as committed."""
+        self._committed.update(offsets)
 
     def forget(self, partitions: list[Hashable]) -> None:
         """Partitions revoked in a rebalance: their in-flight work is abandoned."""

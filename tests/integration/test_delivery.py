@@ -17,7 +17,8 @@ import trustme
 from aiohttp import web
 
 from services.common.topics import Topics
-from tests.conftest import Receiver, Stack, records
+from devtools.processes import Stack
+from tests.conftest import Receiver, make_stack, records
 from tests.integration.client import Client
 
 APP = "app_delivery"
@@ -163,7 +164,7 @@ async def test_dismiss_targets_are_counted_never_sent(
     await receiver.wait_for("/witness", event)
     await asyncio.sleep(0.5)
     assert receiver.on("/dismissed") == []
-    port = stack.services["deliverer"].ports["metrics"]
+    port = stack.services["deliverer"].port
     async with client.http.get(f"http://127.0.0.1:{port}/metrics") as response:
         assert 'hookbus_deliveries_total{outcome="dismissed"} 1.0' in await response.text()
 
@@ -239,7 +240,7 @@ def ca_bundle(ca: trustme.CA, tmp_path: Path) -> str:
 async def test_https_verified_against_the_ca_bundle(
     kafka, topics: Topics, tmp_path: Path, https_receiver: Receiver, ca_bundle: str  # noqa: ANN001
 ) -> None:
-    stack = Stack(kafka.bootstrap, topics.prefix, tmp_path, HOOKBUS_CA_BUNDLE=ca_bundle)
+    stack = make_stack(kafka.bootstrap, topics.prefix, tmp_path, HOOKBUS_CA_BUNDLE=ca_bundle)
     for name in ("ingest", "router", "deliverer"):
         stack.start(name)
     stranger = Receiver(_self_signed_context(tmp_path))

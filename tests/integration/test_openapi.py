@@ -12,7 +12,7 @@ import aiohttp
 
 from devtools.broker import Broker
 from services.common.topics import Topics
-from tests.conftest import Stack, token
+from tests.conftest import make_stack, token
 
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_schema_conformance,response_headers_conformance")
@@ -20,7 +20,7 @@ CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
 
 async def test_docs_render_from_shipped_assets(kafka: Broker, topics: Topics,
                                                tmp_path: Path) -> None:
-    stack = Stack(kafka.bootstrap, topics.prefix, tmp_path)
+    stack = make_stack(kafka.bootstrap, topics.prefix, tmp_path)
     stack.start("ingest")
     try:
         await stack.wait_ready()
@@ -43,7 +43,7 @@ async def test_docs_render_from_shipped_assets(kafka: Broker, topics: Topics,
 async def test_schemathesis_finds_no_server_error_and_no_nonconformance(
     kafka: Broker, topics: Topics, tmp_path: Path
 ) -> None:
-    stack = Stack(kafka.bootstrap, topics.prefix, tmp_path)
+    stack = make_stack(kafka.bootstrap, topics.prefix, tmp_path)
     stack.start("ingest")
     try:
         await stack.wait_ready()

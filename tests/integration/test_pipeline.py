@@ -9,7 +9,8 @@ import aiohttp
 import msgspec
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
-from tests.conftest import Receiver, Stack, auth
+from devtools.processes import Stack
+from tests.conftest import Receiver, auth
 
 APP = "app_pipeline"
 

@@ -12,7 +12,8 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from schemas.event_types import EVENT_TYPES
 from services.common.triggers import SUBSCRIBABLE_TYPES, expand
-from tests.conftest import Receiver, Stack
+from devtools.processes import Stack
+from tests.conftest import Receiver
 from tests.integration.client import Client
 
 CHANGE_DEADLINE = 1.0  # contract §6: a change is in force within a second

@@ -1,0 +1,128 @@
+"""Hookbus's services as real processes (`python -m services.X`), several
+instances of each if wanted, for the end-to-end tests, `make chaos` and
+`make bench`. Each instance logs to its own file; `kill` and `restart` are the
+fault injections, `restart_dead` plays Kubernetes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from devtools.broker import ROOT, free_port
+
+
+@dataclass
+class ServiceProcess:
+    name: str          # e.g. "router-2"
+    service: str       # e.g. "router"
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    port: int          # the API port of ingest, the metrics port of the others
+    restarts: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+class Stack:
+    def __init__(self, bootstrap: str, prefix: str, log_dir: Path, **env: str) -> None:
+        self.env = {
+            **os.environ,
+            "HOOKBUS_KAFKA_BOOTSTRAP": bootstrap,
+            "HOOKBUS_TOPIC_PREFIX": prefix,
+            "HOOKBUS_ROUTER_DATA_DIR": str(log_dir / "router-data"),
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.log_dir = log_dir
+        self.services: dict[str, ServiceProcess] = {}
+
+    @property
+    def ingest_url(self) -> str:
+        return f"http://127.0.0.1:{self.services['ingest'].port}"
+
+    def start(self, service: str, name: str | None = None) -> ServiceProcess:
+        name = name or service
+        port = free_port()
+        env = dict(self.env)
+        env["HOOKBUS_HTTP_PORT" if service == "ingest" else "HOOKBUS_METRICS_PORT"] = str(port)
+        env["HOOKBUS_ROUTER_DATA_DIR"] = str(self.log_dir / f"{name}-data")
+        self.services[name] = self._spawn(name, service, port, env)
+        return self.services[name]
+
+    def _spawn(self, name: str, service: str, port: int, env: dict[str, str]) -> ServiceProcess:
+        log_path = self.log_dir / f"{name}.log"
+        with open(log_path, "ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{service}"], env=env, cwd=ROOT,
+                stdout=out, stderr=subprocess.STDOUT,
+            )
+        return ServiceProcess(name, service, process, log_path, port, env=env)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no shutdown, no final commit."""
+        self.services[name].process.kill()
+        self.services[name].process.wait()
+
+    def restart(self, name: str) -> ServiceProcess:
+        old = self.services[name]
+        if old.alive:
+            self.kill(name)
+        new = self._spawn(name, old.service, old.port, old.env)
+        new.restarts = old.restarts + 1
+        self.services[name] = new
+        return new
+
+    def restart_dead(self) -> list[str]:
+        """Restart every instance that exited, as a Kubernetes Deployment would."""
+        dead = [name for name, s in self.services.items() if not s.alive]
+        for name in dead:
+            self.restart(name)
+        return dead
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        """Until every instance's /readyz answers 200."""
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            for service in list(self.services.values()):
+                while True:
+                    if not service.alive:
+                        raise RuntimeError(f"{service.name} exited:\n{service.log()[-3000:]}")
+                    try:
+                        async with session.get(
+                            f"http://127.0.0.1:{service.port}/readyz"
+                        ) as response:
+                            if response.status == 200:
+                                break
+                    except aiohttp.ClientError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{service.name} not ready:\n{service.log()[-3000:]}")
+                    await asyncio.sleep(0.2)
+
+    def stop(self, timeout: float = 30) -> dict[str, int]:
+        """SIGTERM every instance; returns their exit codes."""
+        for service in self.services.values():
+            if service.alive:
+                service.process.send_signal(signal.SIGTERM)
+        codes = {}
+        for service in self.services.values():
+            try:
+                codes[service.name] = service.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                service.process.kill()
+                codes[service.name] = service.process.wait()
+        return codes
