@@ -1,0 +1,217 @@
+"""`make chaos`: faults injected while events flow, and a count of what arrived.
+
+    python -m devtools.chaos [--events 10000] [--faults ingest,router,deliverer,broker]
+
+Each fault is its own scenario on a fresh broker: two routers and two
+deliverers share the work, three webhooks match every event, publishers post
+through ingest (retrying with the same `Idempotency-Key`, so a retried publish
+keeps its event id), and a supervisor restarts any instance that dies, as
+Kubernetes would. Midway the fault strikes: SIGKILL of ingest, of a router, of a
+deliverer, or SIGKILL of the broker followed by a restart. Then the run waits
+for every published event to reach every webhook and prints published,
+delivered (distinct webhook-ids per receiver), lost and duplicates."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from devtools.broker import Broker, free_port
+from devtools.processes import Stack
+from services.common.topics import Topics, ensure_topics
+from services.ingest.auth import issue_token
+
+FAULTS = ("ingest", "router", "deliverer", "broker")
+PATHS = ("/a", "/b", "/c")
+SECRET = "chaos-secret-of-at-least-32-bytes!"
+APP = "app_chaos"
+
+
+@dataclass
+class Result:
+    fault: str
+    published: int = 0
+    expected: int = 0
+    delivered: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    publish_retries: int = 0
+    restarts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class Counting:
+    """The receivers: every POST counted by (path, webhook-id)."""
+
+    def __init__(self) -> None:
+        self.seen: Counter[tuple[str, str]] = Counter()
+        self.port = free_port()
+        self._runner: web.AppRunner | None = None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.seen[(request.path, request.headers["webhook-id"])] += 1
+        return web.Response(status=204)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+async def _publish_all(stack: Stack, count: int, result: Result, ids: list[str],
+                       progress: asyncio.Event, workers: int = 8) -> None:
+    headers = {"Authorization": f"Bearer {issue_token(SECRET, scope='app', app_id=APP)}"}
+    numbers = iter(range(count))
+    timeout = aiohttp.ClientTimeout(total=10)
+
+    async def worker(http: aiohttp.ClientSession) -> None:
+        for n in numbers:
+            while True:
+                try:
+                    async with http.post(
+                        f"{stack.ingest_url}/v1/apps/{APP}/events",
+                        json={"type": "message.received", "data": {"n": n}},
+                        headers=headers | {"Idempotency-Key": f"chaos-{n}"},
+                    ) as response:
+                        if response.status == 202:
+                            ids.append((await response.json())["id"])
+                            break
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+                result.publish_retries += 1
+                await asyncio.sleep(0.2)
+            if len(ids) >= count // 2:
+                progress.set()
+
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        await asyncio.gather(*(worker(http) for _ in range(workers)))
+
+
+async def _supervise(stack: Stack, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        for name in stack.restart_dead():
+            print(f"  supervisor: {name} had exited; restarted it", flush=True)
+        await asyncio.sleep(0.5)
+
+
+async def _strike(fault: str, stack: Stack, broker: Broker) -> None:
+    """SIGKILL one instance (the supervisor restarts it), or the broker (restarted here)."""
+    print(f"  fault: {fault}", flush=True)
+    if fault == "broker":
+        broker.kill()
+        await asyncio.sleep(2)
+        await asyncio.to_thread(broker.start)
+        return
+    stack.kill({"ingest": "ingest", "router": "router-1", "deliverer": "deliverer-1"}[fault])
+
+
+async def scenario(fault: str, events: int, workdir: Path, settle: float = 240) -> Result:
+    result = Result(fault=fault)
+    started = time.monotonic()
+    broker = Broker(workdir / "kafka", free_port(), free_port())
+    await asyncio.to_thread(broker.start)
+    receivers = Counting()
+    await receivers.start()
+    topics = Topics("chaos.", (1, 2, 5, 10, 30))
+    await ensure_topics(broker.bootstrap, topics.specs(), partitions=6)
+    stack = Stack(
+        broker.bootstrap, topics.prefix, workdir,
+        HOOKBUS_JWT_SECRET=SECRET, HOOKBUS_ALLOW_HTTP="true",
+        HOOKBUS_ALLOWED_PRIVATE_CIDRS="127.0.0.0/8", HOOKBUS_RETRY_SCHEDULE="1s,2s,5s,10s,30s",
+        HOOKBUS_DELIVERY_TIMEOUT="5s", HOOKBUS_LOG_LEVEL="WARNING",
+    )
+    for service, name in [("ingest", "ingest"), ("router", "router-1"), ("router", "router-2"),
+                          ("deliverer", "deliverer-1"), ("deliverer", "deliverer-2")]:
+        stack.start(service, name)
+    stop_supervising = asyncio.Event()
+    try:
+        await stack.wait_ready(120)
+        headers = {"Authorization": f"Bearer {issue_token(SECRET, scope='app', app_id=APP)}"}
+        async with aiohttp.ClientSession() as http:
+            for path in PATHS:
+                async with http.post(
+                    f"{stack.ingest_url}/v1/apps/{APP}/webhooks", headers=headers,
+                    json={"target": f"http://127.0.0.1:{receivers.port}{path}",
+                          "triggers": ["message.received"]},
+                ) as response:
+                    assert response.status == 201, await response.text()
+        await asyncio.sleep(1.5)
+        supervisor = asyncio.create_task(_supervise(stack, stop_supervising))
+        ids: list[str] = []
+        halfway = asyncio.Event()
+        publishing = asyncio.create_task(_publish_all(stack, events, result, ids, halfway))
+        await halfway.wait()
+        await _strike(fault, stack, broker)
+        await publishing
+        result.published = len(set(ids))
+        result.expected = result.published * len(PATHS)
+        wanted = {(path, event_id) for path in PATHS for event_id in set(ids)}
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline:
+            missing = len(wanted - receivers.seen.keys())
+            print(f"  {result.expected - missing}/{result.expected} delivered", flush=True)
+            if not missing:
+                break
+            await asyncio.sleep(5)
+        await asyncio.sleep(2)  # duplicates still on their way
+        stop_supervising.set()
+        await supervisor
+        result.delivered = len(wanted & receivers.seen.keys())
+        result.lost = result.expected - result.delivered
+        result.duplicates = sum(n - 1 for key, n in receivers.seen.items() if key in wanted)
+        result.restarts = {n: s.restarts for n, s in stack.services.items() if s.restarts}
+        result.seconds = round(time.monotonic() - started, 1)
+        return result
+    finally:
+        stop_supervising.set()
+        stack.stop()
+        await receivers.stop()
+        broker.stop()
+
+
+async def run(events: int, faults: list[str], out: Path | None) -> list[Result]:
+    results = []
+    for fault in faults:
+        print(f"scenario {fault}: {events} events", flush=True)
+        with tempfile.TemporaryDirectory(prefix=f"hookbus-chaos-{fault}-") as tmp:
+            results.append(await scenario(fault, events, Path(tmp)))
+        print(json.dumps(asdict(results[-1])), flush=True)
+    print(f"\n{'fault':<10} {'published':>9} {'expected':>9} {'delivered':>9} {'lost':>5} "
+          f"{'duplicates':>10} {'seconds':>8}")
+    for r in results:
+        print(f"{r.fault:<10} {r.published:>9} {r.expected:>9} {r.delivered:>9} {r.lost:>5} "
+              f"{r.duplicates:>10} {r.seconds:>8}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--faults", default=",".join(FAULTS))
+    parser.add_argument("--out", type=Path, default=Path("bench/results/chaos.json"))
+    args = parser.parse_args()
+    results = asyncio.run(run(args.events, args.faults.split(","), args.out))
+    return 1 if any(r.lost for r in results) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
