@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test token receiver install kafka clean
+.PHONY: run test chaos token receiver install kafka clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ receiver: $(STAMP)
 ## The whole suite; integration tests start their own broker.
 test: $(STAMP) kafka
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Faults while 10,000 events flow; prints published, delivered, lost, duplicates.
+chaos: $(STAMP) kafka
+	$(PY) -m devtools.chaos --events $(or $(EVENTS),10000)
 
 clean:
 	rm -rf .run .pytest_cache .hypothesis

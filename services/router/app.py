@@ -66,6 +66,9 @@ class Router:
             topic_disable_leader=True,
             consumer_auto_offset_reset="earliest",
             broker_commit_interval=1.0,
+            # A dead router's partitions move to the others after 10s, not 60s.
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=3.0,
             datadir=settings.data_dir,
         )
         events = self.app.topic(self.topics.events)
