@@ -29,13 +29,8 @@ class ErrorBody(msgspec.Struct):
     error: Error
 
 
-class ClientCredentialsIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    client_id: str
-    client_secret: str
-    endpoint: str
-    scope: str | None = None
-    response_type: str | None = None
-    token_request_type: TokenRequestType = "BASIC"
+class ClientCredentialsIn(ClientCredentials, forbid_unknown_fields=True):
+    """Client credentials as a request gives them: as stored, but strict."""
 
 
 class WebhookCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -8,18 +8,28 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 PREFIX = "HOOKBUS_"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the service refuses to start."""
+
+
+def settings_or_exit(service: str, load: Callable[[], T]) -> T:
+    """The service's settings, or an exit with a one-line reason (no traceback)."""
+    try:
+        return load()
+    except ConfigError as exc:
+        raise SystemExit(f"{service}: {exc}") from None
 
 
 def parse_duration(text: str) -> float:

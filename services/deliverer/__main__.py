@@ -11,7 +11,7 @@ import sys
 import uvloop
 
 from services.common import logs
-from services.common.config import ConfigError, Env
+from services.common.config import Env, settings_or_exit
 from services.deliverer.app import Deliverer
 from services.deliverer.settings import Settings
 
@@ -27,11 +27,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> int:
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        print(f"deliverer: {exc}", file=sys.stderr)
-        return 2
+    settings = settings_or_exit("deliverer", Settings.from_env)
     logs.configure("deliverer", settings.log_format, Env().str("LOG_LEVEL", "INFO"))
     log.info("starting with %r", settings)
     uvloop.run(serve(settings))

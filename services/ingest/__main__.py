@@ -9,17 +9,13 @@ import uvloop
 from aiohttp import web
 
 from services.common import logs
-from services.common.config import ConfigError, Env
+from services.common.config import Env, settings_or_exit
 from services.ingest.app import create_app
 from services.ingest.settings import Settings
 
 
 def main() -> int:
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        print(f"ingest: {exc}", file=sys.stderr)
-        return 2
+    settings = settings_or_exit("ingest", Settings.from_env)
     logs.configure("ingest", settings.log_format, Env().str("LOG_LEVEL", "INFO"))
     logging.getLogger(__name__).info("starting with %r", settings)
     web.run_app(

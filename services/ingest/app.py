@@ -26,7 +26,6 @@ from schemas.api import (
     AttemptsPage,
     Replayed,
     ReplayRequest,
-    ClientCredentialsIn,
     ErrorDetail,
     EventAccepted,
     EventBatch,
@@ -251,7 +250,6 @@ async def create_webhook(request: web.Request) -> web.Response:
     if len(ingest.view.of_app(app_id)) >= limit:
         raise ApiError(409, f"app {app_id} already has {limit} webhooks, the most allowed")
     now = _now()
-    creds = body.client_credentials
     webhook = Webhook(
         id=new_id("wh"),
         app_id=app_id,
@@ -261,9 +259,7 @@ async def create_webhook(request: web.Request) -> web.Response:
         created_at=now,
         updated_at=now,
         target_type=body.target_type,
-        client_credentials=(
-            None if creds is None else ClientCredentials(**msgspec.structs.asdict(creds))
-        ),
+        client_credentials=body.client_credentials,
         headers=body.headers,
         description=body.description,
         enabled=body.enabled,
@@ -295,16 +291,13 @@ async def patch_webhook(request: web.Request) -> web.Response:
         for name in WebhookPatch.__struct_fields__
     } | {"client_credentials": _credentials_in(patch, current)})
     _validate_webhook(merged, ingest)
-    creds = merged.client_credentials
     reenabled = merged.enabled and not current.enabled
     webhook = msgspec.structs.replace(
         current,
         target=merged.target,
         triggers=merged.triggers or [],
         target_type=merged.target_type,
-        client_credentials=(
-            None if creds is None else ClientCredentials(**msgspec.structs.asdict(creds))
-        ),
+        client_credentials=merged.client_credentials,
         headers=merged.headers,
         description=merged.description,
         enabled=merged.enabled,
@@ -316,11 +309,10 @@ async def patch_webhook(request: web.Request) -> web.Response:
     return _json(WebhookOut.of(webhook, with_secret=True))
 
 
-def _credentials_in(patch: WebhookPatch, current: Webhook) -> ClientCredentialsIn | None:
+def _credentials_in(patch: WebhookPatch, current: Webhook) -> ClientCredentials | None:
     if patch.client_credentials is not msgspec.UNSET:
         return patch.client_credentials
-    creds = current.client_credentials
-    return None if creds is None else ClientCredentialsIn(**msgspec.structs.asdict(creds))
+    return current.client_credentials
 
 
 async def rotate_secret(request: web.Request) -> web.Response:

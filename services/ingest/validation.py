@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from schemas.api import ClientCredentialsIn, ErrorDetail, EventIn, WebhookCreate
+from schemas.api import ErrorDetail, EventIn, WebhookCreate
+from schemas.webhooks import ClientCredentials
 from services.common.target_policy import TargetPolicy
 from services.common.triggers import CANONICAL_TYPES, RESERVED_TYPES, unknown_triggers
 
@@ -62,7 +63,7 @@ def header_problems(headers: dict[str, str]) -> list[ErrorDetail]:
     return problems
 
 
-def credentials_problems(creds: ClientCredentialsIn, policy: TargetPolicy) -> list[ErrorDetail]:
+def credentials_problems(creds: ClientCredentials, policy: TargetPolicy) -> list[ErrorDetail]:
     problems = []
     for name in ("client_id", "client_secret"):
         if not getattr(creds, name):

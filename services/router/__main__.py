@@ -7,17 +7,13 @@ import sys
 import faust
 
 from services.common import logs
-from services.common.config import ConfigError
+from services.common.config import settings_or_exit
 from services.router.app import Router, RouterSupport
 from services.router.settings import Settings
 
 
 def main() -> int:
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        print(f"router: {exc}", file=sys.stderr)
-        return 2
+    settings = settings_or_exit("router", Settings.from_env)
     router = Router(settings)
     worker = faust.Worker(
         router.app,
