@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 
+import prometheus_client
 import uvloop
 
 from services.common import logs
@@ -28,6 +29,7 @@ async def serve(settings: Settings) -> None:
 
 def main() -> int:
     settings = settings_or_exit("deliverer", Settings.from_env)
+    prometheus_client.disable_created_metrics()  # no `_created` series beside each counter
     logs.configure("deliverer", settings.log_format, Env().str("LOG_LEVEL", "INFO"))
     log.info("starting with %r", settings)
     uvloop.run(serve(settings))

@@ -13,6 +13,7 @@ rewound to that record until it is; nothing sleeps per record."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -162,6 +163,7 @@ class Deliverer:
                                        len(self._paused))
             if time.monotonic() - last_commit >= COMMIT_INTERVAL:
                 await self._commit(consumer)
+                await self._observe_lag(consumer)
                 last_commit = time.monotonic()
 
     def _dispatch(self, consumer: AIOKafkaConsumer, tp: TopicPartition,
@@ -217,6 +219,18 @@ class Deliverer:
             return
         self.watermarks.committed(offsets)
 
+    async def _observe_lag(self, consumer: AIOKafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            done = self.watermarks.committed_offset(tp)
+            if done is None:  # nothing committed here yet: ask the group
+                done = await consumer.committed(tp)
+                if done is not None:
+                    self.watermarks.committed({tp: done})
+            if end is not None and done is not None:
+                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
+                    max(0, end - done))
+
     async def on_revoked(self, revoked: list[TopicPartition]) -> None:
         """Let the attempts of revoked partitions finish (briefly), commit them,
         and forget them; anything unfinished is attempted again by the new owner."""
@@ -235,6 +249,8 @@ class Deliverer:
         self.watermarks.forget(list(revoked))
         for tp in revoked:
             self._paused.pop(tp, None)
+            with contextlib.suppress(KeyError):  # never observed
+                self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
 
     async def _drain(self, consumer: AIOKafkaConsumer) -> None:
         deadline = self.settings.delivery_timeout + 5

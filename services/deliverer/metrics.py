@@ -38,6 +38,11 @@ class DelivererMetrics:
             "head record is due.", registry=self.registry,
         )
 
+        self.consumer_lag = Gauge(
+            "hookbus_consumer_lag", "Records not yet committed, per partition: on the retry "
+            "tiers, the tasks waiting.", ["topic", "partition"], registry=self.registry,
+        )
+
     def delivered(self, latency: float, event_created_at: datetime) -> None:
         self.deliveries.labels("success").inc()
         self.event_to_delivery.observe((datetime.now(UTC) - event_created_at).total_seconds())

@@ -40,6 +40,9 @@ class Watermarks:
                 moved[partition] = mark
         return moved
 
+    def committed_offset(self, partition: Hashable) -> int | None:
+        return self._committed.get(partition)
+
     def committed(self, offsets: dict[Hashable, int]) -> None:
         """Record offsets the broker acknowledged as committed."""
         self._committed.update(offsets)

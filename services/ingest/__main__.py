@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 
-import uvloop
 from aiohttp import web
+import prometheus_client
+import uvloop
 
 from services.common import logs
 from services.common.config import Env, settings_or_exit
@@ -16,6 +17,7 @@ from services.ingest.settings import Settings
 
 def main() -> int:
     settings = settings_or_exit("ingest", Settings.from_env)
+    prometheus_client.disable_created_metrics()  # no `_created` series beside each counter
     logs.configure("ingest", settings.log_format, Env().str("LOG_LEVEL", "INFO"))
     logging.getLogger(__name__).info("starting with %r", settings)
     web.run_app(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import faust
+import prometheus_client
 
 from services.common import logs
 from services.common.config import settings_or_exit
@@ -14,6 +15,7 @@ from services.router.settings import Settings
 
 def main() -> int:
     settings = settings_or_exit("router", Settings.from_env)
+    prometheus_client.disable_created_metrics()  # no `_created` series beside each counter
     router = Router(settings)
     worker = faust.Worker(
         router.app,

@@ -43,6 +43,10 @@ class RouterMetrics:
             "hookbus_webhooks_loaded", "Enabled webhooks in the router's index.",
             registry=self.registry,
         )
+        self.consumer_lag = Gauge(
+            "hookbus_consumer_lag", "Events not yet routed, per partition.",
+            ["topic", "partition"], registry=self.registry,
+        )
 
 
 class Router:
@@ -76,6 +80,7 @@ class Router:
         self._dead_letters = self.app.topic(self.topics.events_dlq)
         self.app.agent(events, name="route")(self._route)
         self._assigned = False
+        self._routed: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset
         self.app.on_partitions_assigned.connect(self._on_assigned)
 
     async def _on_assigned(self, sender: object, assigned: object, **_: object) -> None:
@@ -107,6 +112,7 @@ class Router:
             )
             if isinstance(outcome, Unroutable):
                 await self._dead_letter(message, outcome.reason)
+                self._routed[(message.topic, message.partition)] = message.offset + 1
                 continue
             sent = [
                 await self._deliveries.send(key=webhook_id.encode(), value=task)
@@ -115,6 +121,15 @@ class Router:
             await asyncio.gather(*sent)
             self.metrics.deliveries.inc(len(sent))
             self.metrics.events.labels("routed" if sent else "unmatched").inc()
+            self._routed[(message.topic, message.partition)] = message.offset + 1
+
+    def observe_lag(self) -> None:
+        for tp in self.app.consumer.assignment():
+            end = self.app.consumer.highwater(tp)
+            done = self._routed.get((tp.topic, tp.partition))
+            if end is not None and done is not None:
+                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
+                    max(0, end - done))
 
     async def _dead_letter(self, message: faust.types.Message, reason: str) -> None:
         log.warning("event record %s/%d@%d to the dead letters: %s",
@@ -148,6 +163,10 @@ class RouterSupport(Service):
         await self.router.view.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    @Service.timer(5.0)
+    async def _observe_lag(self) -> None:
+        self.router.observe_lag()
 
     def _crash_if_failed(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
