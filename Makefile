@@ -4,6 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+KUSTOMIZE := .cache/bin/kustomize
 
 .PHONY: run test chaos token receiver install kafka clean
 
@@ -31,8 +32,12 @@ token: $(STAMP)
 receiver: $(STAMP)
 	$(PY) -m devtools.receiver --port $(or $(PORT),9000) $(if $(SECRET),--secret '$(SECRET)')
 
+## kustomize, to render deploy/k8s in the tests (built from the Go module proxy).
+$(KUSTOMIZE):
+	GOBIN=$(CURDIR)/.cache/bin go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0
+
 ## The whole suite; integration tests start their own broker.
-test: $(STAMP) kafka
+test: $(STAMP) kafka $(KUSTOMIZE)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Faults while 10,000 events flow; prints published, delivered, lost, duplicates.
