@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 KUSTOMIZE := .cache/bin/kustomize
 
-.PHONY: run test chaos token receiver install kafka clean
+.PHONY: run test chaos bench token receiver install kafka clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ test: $(STAMP) kafka $(KUSTOMIZE)
 ## Faults while 10,000 events flow; prints published, delivered, lost, duplicates.
 chaos: $(STAMP) kafka
 	$(PY) -m devtools.chaos --events $(or $(EVENTS),10000)
+
+## Speed against same-run baselines: bench/results/latest.json, a dated copy, latest.png.
+bench: $(STAMP) kafka
+	$(PY) -m bench.run $(if $(QUICK),--quick)
 
 clean:
 	rm -rf .run .pytest_cache .hypothesis

@@ -21,8 +21,12 @@ OnChange = Callable[[str, Webhook | None], None]
 
 
 class WebhooksView:
-    def __init__(self, bootstrap: str, topic: str, on_change: OnChange | None = None) -> None:
+    def __init__(self, bootstrap: str, topic: str, on_change: OnChange | None = None, *,
+                 keep: bool = True) -> None:
+        """`keep=False`: only call `on_change`, keep no records (the router needs
+        its index alone, and 100,000 full records cost memory)."""
         self._on_change = on_change
+        self._keep = keep
         self._webhooks: dict[str, Webhook] = {}
         self._by_app: dict[str, dict[str, Webhook]] = {}
         self._follower = TopicFollower(bootstrap, topic, self._apply)
@@ -39,9 +43,10 @@ class WebhooksView:
         return sorted(self._by_app.get(app_id, {}).values(), key=lambda w: w.created_at)
 
     def put(self, webhook: Webhook) -> None:
-        self.delete(webhook.id, notify=False)
-        self._webhooks[webhook.id] = webhook
-        self._by_app.setdefault(webhook.app_id, {})[webhook.id] = webhook
+        if self._keep:
+            self.delete(webhook.id, notify=False)
+            self._webhooks[webhook.id] = webhook
+            self._by_app.setdefault(webhook.app_id, {})[webhook.id] = webhook
         if self._on_change:
             self._on_change(webhook.id, webhook)
 

@@ -3,9 +3,10 @@ and writes what follows (a retry, a dead letter, the attempt record).
 
 Isolation: many attempts run at once, from any partition; an offset is committed
 only up to the lowest unfinished record of its partition (`Watermarks`), and
-only after that record's outputs were acknowledged. A target at its concurrency
-cap, or whose breaker is open, has its tasks moved to a retry tier instead of
-waiting, so one slow endpoint never holds the others up.
+only after that record's outputs were acknowledged. Each target has a cap on
+attempts at once; a target already holding half the capacity, or whose breaker
+is open, has further tasks moved to a retry tier instead of waiting, so one
+slow endpoint never holds the others up.
 
 Retry tiers: a tier partition whose head record is not yet due is paused and
 rewound to that record until it is; nothing sleeps per record."""
@@ -76,7 +77,8 @@ class Deliverer:
         self.breakers = Breakers()
         self.assigned = False
         self._resolver = resolver
-        self._busy: Counter[str] = Counter()           # attempts in flight per target
+        self._held: Counter[str] = Counter()           # tasks attempting or waiting, per target
+        self._slots: dict[str, asyncio.Semaphore] = {}  # per target: attempts at once
         self._failing_since: dict[str, float] = {}     # webhook id -> first failure of a streak
         self._paused: dict[TopicPartition, float] = {}  # tier partition -> when its head is due
         self._tasks: set[asyncio.Task[None]] = set()
@@ -293,21 +295,26 @@ class Deliverer:
         await asyncio.gather(*writes)
 
     async def _attempt(self, webhook: Webhook, task: DeliveryTask) -> Report:
+        """Attempt now if the target may be tried: wait for one of its
+        `max_in_flight_per_target` slots unless it already holds half of this
+        deliverer's capacity (running or waiting), then it is deferred instead."""
         target = target_of(webhook.target)
-        now = time.time()
-        if not self.breakers.allows(target, now):
-            return Report(Deferred("circuit open: the target keeps failing",
-                                   self.breakers.open_for(target, now)), 0.0)
-        if self._busy[target] >= self.settings.max_in_flight_per_target:
+        if self._held[target] >= self.settings.max_in_flight // 2:
             return Report(Deferred("target saturated"), 0.0)
+        if not self.breakers.allows(target, time.time()):  # may take the half-open probe
+            return self._breaker_open(target)
         assert self._attempter is not None
-        self._busy[target] += 1
+        self._held[target] += 1
         try:
-            report = await self._attempter.attempt(webhook, task)
+            async with self._slots_of(target):
+                if self.breakers.is_open(target, time.time()):  # it opened while we waited
+                    return self._breaker_open(target)
+                report = await self._attempter.attempt(webhook, task)
         finally:
-            self._busy[target] -= 1
-            if not self._busy[target]:
-                del self._busy[target]
+            self._held[target] -= 1
+            if not self._held[target]:
+                del self._held[target]
+                del self._slots[target]
         if isinstance(report.outcome, Delivered):
             self.breakers.succeeded(target)
         elif isinstance(report.outcome, Failed | Gone):
@@ -315,6 +322,16 @@ class Deliverer:
         if not isinstance(report.outcome, Refused):
             self.metrics.attempt_duration.observe(report.latency)
         return report
+
+    def _slots_of(self, target: str) -> asyncio.Semaphore:
+        slots = self._slots.get(target)
+        if slots is None:
+            slots = self._slots[target] = asyncio.Semaphore(self.settings.max_in_flight_per_target)
+        return slots
+
+    def _breaker_open(self, target: str) -> Report:
+        wait = self.breakers.open_for(target, time.time())
+        return Report(Deferred("circuit open: the target keeps failing", wait), 0.0)
 
     def _after_failure(self, webhook: Webhook, task: DeliveryTask, outcome: Outcome,
                        now: float, context: dict) -> list:

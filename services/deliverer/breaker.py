@@ -31,6 +31,10 @@ class Breakers:
         state.probing = True  # half-open: this one attempt decides
         return True
 
+    def is_open(self, target: str, now: float) -> bool:
+        """Whether the cool-down is on (no probe is taken: a read only)."""
+        return self.open_for(target, now) > 0
+
     def open_for(self, target: str, now: float) -> float:
         """Seconds until `target` may be tried again (0 when it may be now)."""
         state = self._states.get(target)

@@ -27,6 +27,7 @@ from services.router.settings import Settings
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
+ROUTE_CONCURRENCY = 16
 
 
 class RouterMetrics:
@@ -58,7 +59,8 @@ class Router:
         self.topics = Topics(settings.kafka.topic_prefix)
         self.metrics = RouterMetrics()
         self.index = SubscriptionIndex()
-        self.view = WebhooksView(settings.kafka.bootstrap, self.topics.webhooks, self._reindex)
+        self.view = WebhooksView(settings.kafka.bootstrap, self.topics.webhooks, self._reindex,
+                                 keep=False)
         self.app = faust.App(
             f"{settings.kafka.topic_prefix}router",
             broker=";".join(f"kafka://{h}" for h in settings.kafka.bootstrap.split(",")),
@@ -78,7 +80,10 @@ class Router:
         events = self.app.topic(self.topics.events)
         self._deliveries = self.app.topic(self.topics.deliveries)
         self._dead_letters = self.app.topic(self.topics.events_dlq)
-        self.app.agent(events, name="route")(self._route)
+        # Several actors share each partition, so that one event's writes are
+        # acknowledged while the next is routed; Faust commits only offsets
+        # below the lowest unacknowledged event.
+        self.app.agent(events, name="route", concurrency=ROUTE_CONCURRENCY)(self._route)
         self._assigned = False
         self._routed: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset
         self.app.on_partitions_assigned.connect(self._on_assigned)
@@ -112,7 +117,7 @@ class Router:
             )
             if isinstance(outcome, Unroutable):
                 await self._dead_letter(message, outcome.reason)
-                self._routed[(message.topic, message.partition)] = message.offset + 1
+                self._mark_routed(message)
                 continue
             sent = [
                 await self._deliveries.send(key=webhook_id.encode(), value=task)
@@ -121,7 +126,11 @@ class Router:
             await asyncio.gather(*sent)
             self.metrics.deliveries.inc(len(sent))
             self.metrics.events.labels("routed" if sent else "unmatched").inc()
-            self._routed[(message.topic, message.partition)] = message.offset + 1
+            self._mark_routed(message)
+
+    def _mark_routed(self, message: faust.types.Message) -> None:
+        key = (message.topic, message.partition)
+        self._routed[key] = max(self._routed.get(key, 0), message.offset + 1)
 
     def observe_lag(self) -> None:
         for tp in self.app.consumer.assignment():

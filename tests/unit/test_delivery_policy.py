@@ -117,6 +117,7 @@ def test_breaker_opens_probes_and_closes() -> None:
     assert not breakers.allows("t", 5) and breakers.open_count(5) == 1
     assert breakers.open_for("t", 5) == 5 and breakers.open_for("other", 5) == 0
     assert breakers.allows("t", 11)          # the probe
+    assert not breakers.is_open("t", 11)     # reading does not take another
     assert not breakers.allows("t", 11)      # only one
     breakers.failed("t", 11)                 # trips again, for twice as long
     assert not breakers.allows("t", 30) and breakers.allows("t", 32)

@@ -1,0 +1,326 @@
+"""`make bench`: Hookbus's speed, each figure beside a baseline from the same run.
+
+Starts a broker of its own and, per scenario, fresh topics and services on
+loopback; bounded counts; writes bench/results/latest.json, a dated copy and
+latest.png.
+
+- throughput: events published to ingest (batches of 500) and delivered, signed,
+  to a local receiver (`e2e_per_s`), against a plain aiohttp client posting the
+  same bodies to the same receiver with the same concurrency (`raw_http_per_s`);
+- latency: single publishes at half the measured e2e rate, publish to receipt;
+- isolation: ten endpoints, one of which hangs until the attempt timeout; the
+  healthy ones' throughput with it, over the same without it;
+- subscriptions: router throughput with 10 and 100,000 subscriptions loaded, and
+  the router's resident memory at 100,000 (see bench/routing.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from bench import routing
+from devtools.broker import ROOT, Broker, free_port
+from devtools.processes import Stack
+from services.common.topics import Topics, ensure_topics
+from services.ingest.auth import issue_token
+
+SECRET = "bench-secret-of-at-least-32-bytes!!"
+APP = "app_bench"
+RESULTS = ROOT / "bench" / "results"
+CONCURRENCY = 200  # the deliverer's HOOKBUS_MAX_IN_FLIGHT default
+TARGETS = {"e2e_ratio": 0.5, "p99_ms": 100, "isolation_ratio": 0.9, "subs_ratio": 0.9,
+           "router_rss_mb_100k": 150}
+
+
+class Arrivals:
+    """The receiver: when each (path, webhook-id) first arrived."""
+
+    def __init__(self) -> None:
+        self.first: dict[tuple[str, str], float] = {}
+        self.hang = asyncio.Event()
+        self.port = free_port()
+        self._runner: web.AppRunner | None = None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        if request.path == "/hang":
+            await self.hang.wait()
+        key = (request.path, request.headers.get("webhook-id", ""))
+        self.first.setdefault(key, time.monotonic())
+        return web.Response(status=204)
+
+    def on(self, path: str) -> int:
+        return sum(1 for p, _ in self.first if p == path)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        self.hang.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+class Bench:
+    def __init__(self, broker: Broker, workdir: Path) -> None:
+        self.broker = broker
+        self.workdir = workdir
+        self.runs = 0
+        self.headers = {"Authorization": f"Bearer {issue_token(SECRET, scope='app', app_id=APP)}"}
+
+    async def stack(self, **env: str) -> Stack:
+        self.runs += 1
+        topics = Topics(f"bench{self.runs}.", (1, 2))
+        await ensure_topics(self.broker.bootstrap, topics.specs(), partitions=6)
+        stack = Stack(self.broker.bootstrap, topics.prefix, self.workdir / f"run{self.runs}",
+                      HOOKBUS_JWT_SECRET=SECRET, HOOKBUS_ALLOW_HTTP="true",
+                      HOOKBUS_ALLOWED_PRIVATE_CIDRS="127.0.0.0/8", HOOKBUS_RETRY_SCHEDULE="1s,2s",
+                      HOOKBUS_LOG_LEVEL="WARNING", **env)
+        (self.workdir / f"run{self.runs}").mkdir(parents=True, exist_ok=True)
+        for service in ("ingest", "router", "deliverer"):
+            stack.start(service)
+        await stack.wait_ready(120)
+        return stack
+
+    async def subscribe(self, http: aiohttp.ClientSession, stack: Stack, url: str) -> None:
+        async with http.post(f"{stack.ingest_url}/v1/apps/{APP}/webhooks", headers=self.headers,
+                             json={"target": url, "triggers": ["*"]}) as response:
+            assert response.status == 201, await response.text()
+
+    async def publish_batches(self, http: aiohttp.ClientSession, stack: Stack, count: int) -> None:
+        for start in range(0, count, 500):
+            events = [{"type": "message.received", "data": {"n": n, "text": "x" * 200}}
+                      for n in range(start, min(count, start + 500))]
+            async with http.post(f"{stack.ingest_url}/v1/apps/{APP}/events/batch",
+                                 headers=self.headers, json={"events": events}) as response:
+                assert response.status == 202, await response.text()
+
+
+async def wait_for(condition, timeout: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the scenario did not finish in time")
+        await asyncio.sleep(0.02)
+
+
+async def raw_http(receiver: Arrivals, count: int) -> float:
+    body = json.dumps({"id": "evt_x", "type": "message.received", "app_id": APP,
+                       "created_at": datetime.now(UTC).isoformat(),
+                       "data": {"text": "x" * 200}}).encode()
+    queue = iter(range(count))
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        async def worker() -> None:
+            for n in queue:
+                async with http.post(f"http://127.0.0.1:{receiver.port}/raw", data=body,
+                                     headers={"webhook-id": f"raw_{n}",
+                                              "Content-Type": "application/json"}) as response:
+                    await response.read()
+        started = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return count / (time.monotonic() - started)
+
+
+async def throughput(bench: Bench, receiver: Arrivals, count: int) -> float:
+    stack = await bench.stack()
+    try:
+        async with aiohttp.ClientSession() as http:
+            await bench.subscribe(http, stack, f"http://127.0.0.1:{receiver.port}/e2e")
+            await asyncio.sleep(1.5)
+            started = time.monotonic()
+            await bench.publish_batches(http, stack, count)
+            await wait_for(lambda: receiver.on("/e2e") >= count, 300)
+            return count / (max(t for (p, _), t in receiver.first.items() if p == "/e2e")
+                            - started)
+    finally:
+        stack.stop()
+
+
+async def latency(bench: Bench, receiver: Arrivals, rate: float, seconds: float) -> list[float]:
+    stack = await bench.stack()
+    sent: dict[str, float] = {}
+    try:
+        async with aiohttp.ClientSession() as http:
+            await bench.subscribe(http, stack, f"http://127.0.0.1:{receiver.port}/latency")
+            await asyncio.sleep(1.5)
+            interval = 1 / rate
+            begin = time.monotonic()
+            tasks = []
+
+            async def one(n: int) -> None:
+                at = time.monotonic()
+                async with http.post(f"{stack.ingest_url}/v1/apps/{APP}/events",
+                                     headers=bench.headers,
+                                     json={"type": "message.received", "data": {"n": n}}) as r:
+                    sent[(await r.json())["id"]] = at
+
+            n = 0
+            while time.monotonic() - begin < seconds:
+                tasks.append(asyncio.create_task(one(n)))
+                n += 1
+                await asyncio.sleep(max(0.0, begin + n * interval - time.monotonic()))
+            await asyncio.gather(*tasks)
+            await wait_for(lambda: receiver.on("/latency") >= len(sent), 120)
+        return [(receiver.first[("/latency", i)] - at) * 1000 for i, at in sent.items()]
+    finally:
+        stack.stop()
+
+
+async def isolation(bench: Bench, receiver: Arrivals, count: int, hanging: bool) -> float:
+    """Healthy endpoints' deliveries per second, beside a hanging one or not."""
+    stack = await bench.stack(HOOKBUS_DELIVERY_TIMEOUT="5s")
+    tag = "h" if hanging else "n"
+    healthy = [f"/iso{tag}{n}" for n in range(9)]
+    try:
+        async with aiohttp.ClientSession() as http:
+            for path in healthy:
+                await bench.subscribe(http, stack, f"http://127.0.0.1:{receiver.port}{path}")
+            tenth = "/hang" if hanging else f"/iso{tag}9"
+            await bench.subscribe(http, stack, f"http://127.0.0.1:{receiver.port}{tenth}")
+            await asyncio.sleep(1.5)
+            started = time.monotonic()
+            await bench.publish_batches(http, stack, count)
+            await wait_for(lambda: all(receiver.on(p) >= count for p in healthy), 300)
+            last = max(t for (p, _), t in receiver.first.items() if p in healthy)
+            return len(healthy) * count / (last - started)
+    finally:
+        stack.stop()
+
+
+def machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+                 platform.processor())
+    return {"cores": os.cpu_count(), "cpu": model, "python": platform.python_version()}
+
+
+async def run(quick: bool) -> dict:
+    scale = 0.2 if quick else 1.0
+    with tempfile.TemporaryDirectory(prefix="hookbus-bench-") as tmp:
+        workdir = Path(tmp)
+        broker = Broker(workdir / "kafka", free_port(), free_port())
+        await asyncio.to_thread(broker.start)
+        receiver = Arrivals()
+        await receiver.start()
+        bench = Bench(broker, workdir)
+        try:
+            n = int(5000 * scale)
+            print(f"throughput: {n} events end to end, and the raw HTTP ceiling", flush=True)
+            raw = await raw_http(receiver, n)
+            e2e = await throughput(bench, receiver, n)
+            print(f"  raw {raw:.0f}/s, e2e {e2e:.0f}/s", flush=True)
+            print(f"latency: single publishes at {e2e / 2:.0f}/s for {20 * scale:.0f}s", flush=True)
+            latencies = sorted(await latency(bench, receiver, e2e / 2, 20 * scale))
+            print("isolation: ten endpoints, with and without one hanging", flush=True)
+            m = int(1000 * scale)
+            without = await isolation(bench, receiver, m, hanging=False)
+            beside = await isolation(bench, receiver, m, hanging=True)
+            print(f"  healthy {without:.0f}/s alone, {beside:.0f}/s beside a hanging one", flush=True)
+            print("subscriptions: the router with 10 and 100,000 loaded", flush=True)
+            subs = {}
+            for count in (10, 100_000):
+                subs[count] = await routing.run_once(broker, count, int(10_000 * scale), workdir)
+                print(f"  {json.dumps(subs[count])}", flush=True)
+        finally:
+            await receiver.stop()
+            broker.stop()
+    return {
+        "e2e_per_s": round(e2e, 1), "raw_http_per_s": round(raw, 1),
+        "e2e_ratio": round(e2e / raw, 3),
+        "p50_ms": round(statistics.median(latencies), 1),
+        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1),
+        "latency_rate_per_s": round(e2e / 2, 1), "latency_samples": len(latencies),
+        "isolation_healthy_per_s": round(beside, 1), "isolation_baseline_per_s": round(without, 1),
+        "isolation_ratio": round(beside / without, 3),
+        "subs_10_per_s": subs[10]["events_per_s"], "subs_100k_per_s": subs[100_000]["events_per_s"],
+        "subs_ratio": round(subs[100_000]["events_per_s"] / subs[10]["events_per_s"], 3),
+        "router_rss_mb_10": subs[10]["router_rss_mb"],
+        "router_rss_mb_100k": subs[100_000]["router_rss_mb"],
+        "machine": machine(), "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": quick,
+    }
+
+
+def table(result: dict) -> str:
+    rows = [("end to end, events/s", result["e2e_per_s"], f"raw HTTP {result['raw_http_per_s']}/s",
+             f"ratio {result['e2e_ratio']} (target ≥ {TARGETS['e2e_ratio']})"),
+            ("latency p50 / p99, ms", f"{result['p50_ms']} / {result['p99_ms']}",
+             f"at {result['latency_rate_per_s']}/s", f"p99 target ≤ {TARGETS['p99_ms']}"),
+            ("isolation, healthy/s", result["isolation_healthy_per_s"],
+             f"alone {result['isolation_baseline_per_s']}/s",
+             f"ratio {result['isolation_ratio']} (target ≥ {TARGETS['isolation_ratio']})"),
+            ("router, events/s at 100k subs", result["subs_100k_per_s"],
+             f"at 10 subs {result['subs_10_per_s']}/s",
+             f"ratio {result['subs_ratio']} (target ≥ {TARGETS['subs_ratio']})"),
+            ("router RSS at 100k subs, MB", result["router_rss_mb_100k"],
+             f"at 10 subs {result['router_rss_mb_10']}",
+             f"target ≤ {TARGETS['router_rss_mb_100k']}")]
+    lines = [f"| {'figure':<30} | {'value':>12} | {'baseline (same run)':<24} | {'against the goal':<34} |",
+             f"|{'-' * 32}|{'-' * 14}|{'-' * 26}|{'-' * 36}|"]
+    lines += [f"| {a:<30} | {str(b):>12} | {c:<24} | {d:<34} |" for a, b, c, d in rows]
+    m = result["machine"]
+    lines.append(f"\n{m['cores']} cores, {m['cpu']}, Python {m['python']}, {result['at']}")
+    return "\n".join(lines)
+
+
+def chart(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 4, figsize=(14, 3.6))
+    pairs = [
+        ("Throughput (events/s)", ["raw HTTP", "end to end"],
+         [result["raw_http_per_s"], result["e2e_per_s"]]),
+        ("Latency at half rate (ms)", ["p50", "p99"], [result["p50_ms"], result["p99_ms"]]),
+        ("Healthy endpoints (deliveries/s)", ["alone", "beside a hang"],
+         [result["isolation_baseline_per_s"], result["isolation_healthy_per_s"]]),
+        ("Router (events/s)", ["10 subs", "100k subs"],
+         [result["subs_10_per_s"], result["subs_100k_per_s"]]),
+    ]
+    for axis, (title, labels, values) in zip(axes, pairs, strict=True):
+        axis.bar(labels, values, color=["#8da0cb", "#fc8d62"])
+        axis.set_title(title, fontsize=10)
+        for x, value in enumerate(values):
+            axis.annotate(f"{value:g}", (x, value), ha="center", va="bottom", fontsize=9)
+    m = result["machine"]
+    figure.suptitle(f"Hookbus make bench — {m['cores']} cores, {m['cpu']} — {result['at']}",
+                    fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a fifth of the counts")
+    args = parser.parse_args()
+    result = asyncio.run(run(args.quick))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result, indent=2) + "\n"
+    (RESULTS / "latest.json").write_text(text)
+    (RESULTS / f"{result['at'][:19].replace(':', '')}.json").write_text(text)
+    chart(result, RESULTS / "latest.png")
+    print()
+    print(table(result))
+    print(f"\nwrote {RESULTS / 'latest.json'} and {RESULTS / 'latest.png'}")
+
+
+if __name__ == "__main__":
+    main()
