@@ -18,6 +18,9 @@ class DeliveryTask(msgspec.Struct, kw_only=True, omit_defaults=True):
     # The envelope exactly as it is delivered and signed.
     body: msgspec.Raw
     attempt: int = 1
+    # Whether a real HTTP attempt was made: until then an open circuit breaker
+    # defers the task without using up its attempts.
+    tried: bool = False
     # Set on the retry tiers: Unix time before which the task is not attempted.
     due_at: float | None = None
     last_error: str | None = None

@@ -301,14 +301,16 @@ class Deliverer:
         target = target_of(webhook.target)
         if self._held[target] >= self.settings.max_in_flight // 2:
             return Report(Deferred("target saturated"), 0.0)
-        if not self.breakers.allows(target, time.time()):  # may take the half-open probe
+        # A task is never dead-lettered untried: its last attempt ignores the breaker.
+        last_chance = not task.tried and task.attempt > len(self.settings.retry_schedule)
+        if not last_chance and not self.breakers.allows(target, time.time()):
             return self._breaker_open(target)
         assert self._attempter is not None
         self._held[target] += 1
         try:
             async with self._slots_of(target):
-                if self.breakers.is_open(target, time.time()):  # it opened while we waited
-                    return self._breaker_open(target)
+                if not last_chance and self.breakers.is_open(target, time.time()):
+                    return self._breaker_open(target)  # it opened while we waited
                 report = await self._attempter.attempt(webhook, task)
         finally:
             self._held[target] -= 1
@@ -331,7 +333,7 @@ class Deliverer:
 
     def _breaker_open(self, target: str) -> Report:
         wait = self.breakers.open_for(target, time.time())
-        return Report(Deferred("circuit open: the target keeps failing", wait), 0.0)
+        return Report(Deferred("circuit open: the target keeps failing", wait, breaker=True), 0.0)
 
     def _after_failure(self, webhook: Webhook, task: DeliveryTask, outcome: Outcome,
                        now: float, context: dict) -> list:
@@ -343,10 +345,12 @@ class Deliverer:
                 writes.append(self._disable(
                     webhook, f"every attempt failed for {self.settings.disable_after:g}s"))
         schedule = self.settings.retry_schedule
-        step = (
-            deferral(schedule, task.attempt, now, outcome.wait) if isinstance(outcome, Deferred)
-            else next_step(schedule, task.attempt, now, retry_after=outcome.retry_after)
-        )
+        if isinstance(outcome, Failed):
+            step = next_step(schedule, task.attempt, now, retry_after=outcome.retry_after)
+        elif outcome.breaker:  # time runs out for a task whose endpoint stays broken
+            step = next_step(schedule, task.attempt, now, retry_after=outcome.wait)
+        else:  # saturated: wait without using up an attempt
+            step = deferral(schedule, task.attempt, now, outcome.wait)
         if isinstance(step, GiveUp):
             log.warning("dead letter after %s: %s", step.reason, outcome.error, extra=context)
             writes.append(self._dead_letter(task, outcome.error))
@@ -355,12 +359,13 @@ class Deliverer:
         if not isinstance(outcome, Deferred):
             log.info("attempt failed (%s); retry %d due in %.1fs", outcome.error, step.attempt,
                      step.due_at - now, extra=context)
-        retry = msgspec.structs.replace(task, attempt=step.attempt, due_at=step.due_at,
-                                        last_error=outcome.error)
+        retry = msgspec.structs.replace(
+            task, attempt=step.attempt, due_at=step.due_at, last_error=outcome.error,
+            tried=task.tried or isinstance(outcome, Failed))
         writes.append(self._send(self.topics.retry_tiers[step.tier], task.webhook_id,
                                  _encoder.encode(retry)))
         self.metrics.deliveries.labels(
-            "deferred" if isinstance(outcome, Deferred) else "retry").inc()
+            "retry" if step.attempt > task.attempt else "deferred").inc()
         return writes
 
     async def _send(self, topic: str, key: str, value: bytes) -> None:

@@ -38,11 +38,12 @@ class Refused:
 
 @dataclass(frozen=True, slots=True)
 class Deferred:
-    """Not attempted now, and no attempt used up: the target is saturated, or
-    its breaker is open for `wait` more seconds."""
+    """Not attempted now: the target is saturated (no attempt is used up), or
+    its breaker is open for `wait` more seconds (`breaker`: the attempt counts)."""
 
     error: str
     wait: float = 0.0
+    breaker: bool = False
 
 
 Outcome = Delivered | Failed | Gone | Refused | Deferred

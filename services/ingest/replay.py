@@ -53,7 +53,8 @@ async def replay_dead_letters(
                     task = delivery_task_decoder.decode(record.value)
                 except msgspec.DecodeError:
                     continue  # a poison record: nothing to deliver
-                fresh = msgspec.structs.replace(task, attempt=1, due_at=None, last_error=None)
+                fresh = msgspec.structs.replace(task, attempt=1, tried=False, due_at=None,
+                                                last_error=None)
                 sent.append(await producer.send(deliveries_topic, _encoder.encode(fresh), key=key))
                 replayed += 1
             for future in sent:

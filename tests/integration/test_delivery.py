@@ -301,3 +301,17 @@ async def test_a_hanging_endpoint_does_not_delay_the_others_on_its_partition(
     assert hang_started, "the hanging endpoint was attempted"
     # Had they queued behind the hanging attempts, they would have waited for a timeout.
     assert last_healthy < hang_started[0] + 10
+
+
+async def test_tasks_for_a_dead_endpoint_end_as_dead_letters_each_tried(
+    client: Client, stack: Stack, topics: Topics
+) -> None:
+    """The breaker opens after a few failures; the tasks it holds back still run
+    out of time, yet none is dead-lettered without one real attempt."""
+    hook = await subscribe(client, "http://127.0.0.1:1/nobody-listens")
+    events = {await client.publish("message.received", n=n) for n in range(20)}
+    letters = await dead_letters(stack.env["HOOKBUS_KAFKA_BOOTSTRAP"], topics, 20)
+    assert len(letters) == 20
+    attempts = await attempts_of(client, hook["id"], 20)
+    tried = {a["event_id"] for a in attempts if a["result"] == "failure"}
+    assert tried == events
