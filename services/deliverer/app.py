@@ -222,14 +222,20 @@ class Deliverer:
         self.watermarks.committed(offsets)
 
     async def _observe_lag(self, consumer: AIOKafkaConsumer) -> None:
-        for tp in consumer.assignment():
-            end = consumer.highwater(tp)
+        """Set the lag gauges; a rebalance may revoke partitions meanwhile, so
+        the assignment is checked again after every await."""
+        for tp in list(consumer.assignment()):
             done = self.watermarks.committed_offset(tp)
             if done is None:  # nothing committed here yet: ask the group
-                done = await consumer.committed(tp)
-                if done is not None:
-                    self.watermarks.committed({tp: done})
-            if end is not None and done is not None:
+                try:
+                    done = await consumer.committed(tp)
+                except KafkaError:
+                    continue
+                if done is None or tp not in consumer.assignment():
+                    continue
+                self.watermarks.committed({tp: done})
+            end = consumer.highwater(tp)
+            if end is not None:
                 self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
                     max(0, end - done))
 
