@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 KUSTOMIZE := .cache/bin/kustomize
 
-.PHONY: run test chaos bench token receiver install kafka clean
+.PHONY: run test lint chaos bench token receiver install kafka clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ $(KUSTOMIZE):
 ## The whole suite; integration tests start their own broker.
 test: $(STAMP) kafka $(KUSTOMIZE)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Unused names, undefined names, syntax errors.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 ## Faults while 10,000 events flow; prints published, delivered, lost, duplicates.
 chaos: $(STAMP) kafka

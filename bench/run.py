@@ -27,11 +27,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 
 from bench import routing
 from devtools.broker import ROOT, Broker, free_port
 from devtools.processes import Stack
+from devtools.receivers import Receivers
 from services.common.topics import Topics, ensure_topics
 from services.ingest.auth import issue_token
 
@@ -41,39 +41,6 @@ RESULTS = ROOT / "bench" / "results"
 CONCURRENCY = 200  # the deliverer's HOOKBUS_MAX_IN_FLIGHT default
 TARGETS = {"e2e_ratio": 0.5, "p99_ms": 100, "isolation_ratio": 0.9, "subs_ratio": 0.9,
            "router_rss_mb_100k": 150}
-
-
-class Arrivals:
-    """The receiver: when each (path, webhook-id) first arrived."""
-
-    def __init__(self) -> None:
-        self.first: dict[tuple[str, str], float] = {}
-        self.hang = asyncio.Event()
-        self.port = free_port()
-        self._runner: web.AppRunner | None = None
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        await request.read()
-        if request.path == "/hang":
-            await self.hang.wait()
-        key = (request.path, request.headers.get("webhook-id", ""))
-        self.first.setdefault(key, time.monotonic())
-        return web.Response(status=204)
-
-    def on(self, path: str) -> int:
-        return sum(1 for p, _ in self.first if p == path)
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        self.hang.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 class Bench:
@@ -119,7 +86,7 @@ async def wait_for(condition, timeout: float) -> None:  # type: ignore[no-untype
         await asyncio.sleep(0.02)
 
 
-async def raw_http(receiver: Arrivals, count: int) -> float:
+async def raw_http(receiver: Receivers, count: int) -> float:
     body = json.dumps({"id": "evt_x", "type": "message.received", "app_id": APP,
                        "created_at": datetime.now(UTC).isoformat(),
                        "data": {"text": "x" * 200}}).encode()
@@ -128,7 +95,7 @@ async def raw_http(receiver: Arrivals, count: int) -> float:
     async with aiohttp.ClientSession(connector=connector) as http:
         async def worker() -> None:
             for n in queue:
-                async with http.post(f"http://127.0.0.1:{receiver.port}/raw", data=body,
+                async with http.post(receiver.url("/raw"), data=body,
                                      headers={"webhook-id": f"raw_{n}",
                                               "Content-Type": "application/json"}) as response:
                     await response.read()
@@ -137,27 +104,27 @@ async def raw_http(receiver: Arrivals, count: int) -> float:
         return count / (time.monotonic() - started)
 
 
-async def throughput(bench: Bench, receiver: Arrivals, count: int) -> float:
+async def throughput(bench: Bench, receiver: Receivers, count: int) -> float:
     stack = await bench.stack()
     try:
         async with aiohttp.ClientSession() as http:
-            await bench.subscribe(http, stack, f"http://127.0.0.1:{receiver.port}/e2e")
+            await bench.subscribe(http, stack, receiver.url("/e2e"))
             await asyncio.sleep(1.5)
             started = time.monotonic()
             await bench.publish_batches(http, stack, count)
-            await wait_for(lambda: receiver.on("/e2e") >= count, 300)
-            return count / (max(t for (p, _), t in receiver.first.items() if p == "/e2e")
+            await wait_for(lambda: receiver.distinct("/e2e") >= count, 300)
+            return count / (max(t[0] for (p, _), t in receiver.arrivals.items() if p == "/e2e")
                             - started)
     finally:
         stack.stop()
 
 
-async def latency(bench: Bench, receiver: Arrivals, rate: float, seconds: float) -> list[float]:
+async def latency(bench: Bench, receiver: Receivers, rate: float, seconds: float) -> list[float]:
     stack = await bench.stack()
     sent: dict[str, float] = {}
     try:
         async with aiohttp.ClientSession() as http:
-            await bench.subscribe(http, stack, f"http://127.0.0.1:{receiver.port}/latency")
+            await bench.subscribe(http, stack, receiver.url("/latency"))
             await asyncio.sleep(1.5)
             interval = 1 / rate
             begin = time.monotonic()
@@ -176,13 +143,13 @@ async def latency(bench: Bench, receiver: Arrivals, rate: float, seconds: float)
                 n += 1
                 await asyncio.sleep(max(0.0, begin + n * interval - time.monotonic()))
             await asyncio.gather(*tasks)
-            await wait_for(lambda: receiver.on("/latency") >= len(sent), 120)
-        return [(receiver.first[("/latency", i)] - at) * 1000 for i, at in sent.items()]
+            await wait_for(lambda: receiver.distinct("/latency") >= len(sent), 120)
+        return [(receiver.first("/latency", i) - at) * 1000 for i, at in sent.items()]
     finally:
         stack.stop()
 
 
-async def isolation(bench: Bench, receiver: Arrivals, count: int, hanging: bool) -> float:
+async def isolation(bench: Bench, receiver: Receivers, count: int, hanging: bool) -> float:
     """Healthy endpoints' deliveries per second, beside a hanging one or not."""
     stack = await bench.stack(HOOKBUS_DELIVERY_TIMEOUT="5s")
     tag = "h" if hanging else "n"
@@ -190,14 +157,14 @@ async def isolation(bench: Bench, receiver: Arrivals, count: int, hanging: bool)
     try:
         async with aiohttp.ClientSession() as http:
             for path in healthy:
-                await bench.subscribe(http, stack, f"http://127.0.0.1:{receiver.port}{path}")
+                await bench.subscribe(http, stack, receiver.url(path))
             tenth = "/hang" if hanging else f"/iso{tag}9"
-            await bench.subscribe(http, stack, f"http://127.0.0.1:{receiver.port}{tenth}")
+            await bench.subscribe(http, stack, receiver.url(tenth))
             await asyncio.sleep(1.5)
             started = time.monotonic()
             await bench.publish_batches(http, stack, count)
-            await wait_for(lambda: all(receiver.on(p) >= count for p in healthy), 300)
-            last = max(t for (p, _), t in receiver.first.items() if p in healthy)
+            await wait_for(lambda: all(receiver.distinct(p) >= count for p in healthy), 300)
+            last = max(t[0] for (p, _), t in receiver.arrivals.items() if p in healthy)
             return len(healthy) * count / (last - started)
     finally:
         stack.stop()
@@ -216,7 +183,7 @@ async def run(quick: bool) -> dict:
         workdir = Path(tmp)
         broker = Broker(workdir / "kafka", free_port(), free_port())
         await asyncio.to_thread(broker.start)
-        receiver = Arrivals()
+        receiver = Receivers()
         await receiver.start()
         bench = Bench(broker, workdir)
         try:

@@ -18,15 +18,14 @@ import asyncio
 import json
 import tempfile
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 
 from devtools.broker import Broker, free_port
 from devtools.processes import Stack
+from devtools.receivers import Receivers
 from services.common.topics import Topics, ensure_topics
 from services.ingest.auth import issue_token
 
@@ -47,31 +46,6 @@ class Result:
     publish_retries: int = 0
     restarts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-class Counting:
-    """The receivers: every POST counted by (path, webhook-id)."""
-
-    def __init__(self) -> None:
-        self.seen: Counter[tuple[str, str]] = Counter()
-        self.port = free_port()
-        self._runner: web.AppRunner | None = None
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        await request.read()
-        self.seen[(request.path, request.headers["webhook-id"])] += 1
-        return web.Response(status=204)
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 async def _publish_all(stack: Stack, count: int, result: Result, ids: list[str],
@@ -126,7 +100,7 @@ async def scenario(fault: str, events: int, workdir: Path, settle: float = 240) 
     started = time.monotonic()
     broker = Broker(workdir / "kafka", free_port(), free_port())
     await asyncio.to_thread(broker.start)
-    receivers = Counting()
+    receivers = Receivers()
     await receivers.start()
     topics = Topics("chaos.", (1, 2, 5, 10, 30))
     await ensure_topics(broker.bootstrap, topics.specs(), partitions=6)
@@ -147,7 +121,7 @@ async def scenario(fault: str, events: int, workdir: Path, settle: float = 240) 
             for path in PATHS:
                 async with http.post(
                     f"{stack.ingest_url}/v1/apps/{APP}/webhooks", headers=headers,
-                    json={"target": f"http://127.0.0.1:{receivers.port}{path}",
+                    json={"target": receivers.url(path),
                           "triggers": ["message.received"]},
                 ) as response:
                     assert response.status == 201, await response.text()
@@ -164,7 +138,7 @@ async def scenario(fault: str, events: int, workdir: Path, settle: float = 240) 
         wanted = {(path, event_id) for path in PATHS for event_id in set(ids)}
         deadline = time.monotonic() + settle
         while time.monotonic() < deadline:
-            missing = len(wanted - receivers.seen.keys())
+            missing = len(wanted - receivers.arrivals.keys())
             print(f"  {result.expected - missing}/{result.expected} delivered", flush=True)
             if not missing:
                 break
@@ -172,9 +146,10 @@ async def scenario(fault: str, events: int, workdir: Path, settle: float = 240) 
         await asyncio.sleep(2)  # duplicates still on their way
         stop_supervising.set()
         await supervisor
-        result.delivered = len(wanted & receivers.seen.keys())
+        result.delivered = len(wanted & receivers.arrivals.keys())
         result.lost = result.expected - result.delivered
-        result.duplicates = sum(n - 1 for key, n in receivers.seen.items() if key in wanted)
+        result.duplicates = sum(len(times) - 1 for key, times in receivers.arrivals.items()
+                                if key in wanted)
         result.restarts = {n: s.restarts for n, s in stack.services.items() if s.restarts}
         result.seconds = round(time.monotonic() - started, 1)
         return result

@@ -21,8 +21,8 @@ from pathlib import Path
 import aiohttp
 
 from devtools.broker import ROOT, Broker, free_port
-from devtools.chaos import Counting
 from devtools.processes import Stack
+from devtools.receivers import Receivers
 from services.common.topics import Topics, ensure_topics
 from services.ingest.auth import issue_token
 
@@ -37,12 +37,12 @@ def shorten(expr: str) -> str:
     return expr.replace("[5m]", "[30s]").replace("[1h]", "[2m]").replace("[10m]", "[1m]")
 
 
-async def traffic(stack: Stack, receivers: Counting, seconds: float) -> None:
+async def traffic(stack: Stack, receivers: Receivers, seconds: float) -> None:
     headers = {"Authorization": f"Bearer {issue_token(SECRET, scope='app', app_id=APP)}"}
     async with aiohttp.ClientSession() as http:
-        webhooks = [{"target": f"http://127.0.0.1:{receivers.port}/ok{n}"} for n in range(3)]
+        webhooks = [{"target": receivers.url(f"/ok{n}")} for n in range(3)]
         webhooks += [{"target": "http://127.0.0.1:1/refused-port"},
-                     {"target": f"http://127.0.0.1:{receivers.port}/d", "target_type": "DISMISS"}]
+                     {"target": receivers.url("/d"), "target_type": "DISMISS"}]
         for body in webhooks:
             async with http.post(f"{stack.ingest_url}/v1/apps/{APP}/webhooks", headers=headers,
                                  json=body | {"triggers": ["*"]}) as response:
@@ -112,7 +112,7 @@ async def main() -> None:
         workdir = Path(tmp)
         broker = Broker(workdir / "kafka", free_port(), free_port())
         await asyncio.to_thread(broker.start)
-        receivers = Counting()
+        receivers = Receivers()
         await receivers.start()
         topics = Topics("dash.", (1, 2, 5))
         await ensure_topics(broker.bootstrap, topics.specs(), partitions=6)

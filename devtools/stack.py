@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from devtools.broker import ROOT, Broker, port_open
 from devtools.token import DEV_JWT_SECRET

@@ -10,7 +10,6 @@ import asyncio
 import json
 import re
 import subprocess
-from pathlib import Path
 
 import aiohttp
 from aiohttp import web

@@ -32,7 +32,7 @@ async def publish(http: aiohttp.ClientSession, stack: Stack, **event: object) ->
 async def test_signed_delivery_and_nothing_after_delete(stack: Stack, receiver: Receiver) -> None:
     async with aiohttp.ClientSession() as http:
         doomed = await create_webhook(http, stack, target=receiver.url("/doomed"))
-        witness = await create_webhook(
+        await create_webhook(
             http, stack, target=receiver.url("/witness"), triggers=["message.received"]
         )
         await asyncio.sleep(1.5)  # a new webhook is in force within a second
