@@ -82,10 +82,6 @@ class Broker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
-
     def _java(self, *args: str) -> list[str]:
         return ["java", *JAVA_OPTS, "-cp", str(jars_dir() / "*"), *args]
 

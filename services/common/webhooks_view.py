@@ -31,7 +31,6 @@ class WebhooksView:
         self._by_app: dict[str, dict[str, Webhook]] = {}
         self._follower = TopicFollower(bootstrap, topic, self._apply)
         self.ready = self._follower.ready
-        self.undecodable = 0
 
     def __len__(self) -> int:
         return len(self._webhooks)
@@ -76,7 +75,6 @@ class WebhooksView:
         try:
             webhook = webhook_decoder.decode(value)
         except msgspec.DecodeError as exc:
-            self.undecodable += 1
             log.error("skipping an undecodable webhook record (key %r): %s", key, exc)
             return
         self.put(webhook)

@@ -36,9 +36,6 @@ class AttemptsLog:
             found.append((offset, attempt))
         return [a for _, a in found], None
 
-    def forget(self, webhook_id: str) -> None:
-        self._by_webhook.pop(webhook_id, None)
-
     def _apply(self, record: ConsumerRecord) -> None:
         try:
             attempt = attempt_decoder.decode(record.value)
