@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 KUSTOMIZE := .cache/bin/kustomize
 
-.PHONY: run test lint chaos bench token receiver install kafka clean
+.PHONY: run test lint chaos bench profile token receiver install kafka clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ chaos: $(STAMP) kafka
 ## Speed against same-run baselines: bench/results/latest.json, a dated copy, latest.png.
 bench: $(STAMP) kafka
 	$(PY) -m bench.run $(if $(QUICK),--quick)
+
+## Router and deliverer under pyinstrument during the throughput scenario.
+profile: $(STAMP) kafka
+	$(PY) -m bench.profile
 
 clean:
 	rm -rf .run .pytest_cache .hypothesis

@@ -44,9 +44,11 @@ TARGETS = {"e2e_ratio": 0.5, "p99_ms": 100, "isolation_ratio": 0.9, "subs_ratio"
 
 
 class Bench:
-    def __init__(self, broker: Broker, workdir: Path) -> None:
+    def __init__(self, broker: Broker, workdir: Path, profile_to: Path | None = None) -> None:
+        """`profile_to`: run router and deliverer under pyinstrument, reports there."""
         self.broker = broker
         self.workdir = workdir
+        self.profile_to = profile_to
         self.runs = 0
         self.headers = {"Authorization": f"Bearer {issue_token(SECRET, scope='app', app_id=APP)}"}
 
@@ -60,7 +62,11 @@ class Bench:
                       HOOKBUS_LOG_LEVEL="WARNING", **env)
         (self.workdir / f"run{self.runs}").mkdir(parents=True, exist_ok=True)
         for service in ("ingest", "router", "deliverer"):
-            stack.start(service)
+            wrap: tuple[str, ...] = ()
+            if self.profile_to is not None and service != "ingest":
+                report = self.profile_to / f"{service}.txt"
+                wrap = ("-m", "pyinstrument", "-r", "text", "-o", str(report))
+            stack.start(service, wrap=wrap)
         await stack.wait_ready(120)
         return stack
 

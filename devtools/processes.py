@@ -28,6 +28,7 @@ class ServiceProcess:
     port: int          # the API port of ingest, the metrics port of the others
     restarts: int = 0
     env: dict[str, str] = field(default_factory=dict)
+    wrap: tuple[str, ...] = ()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -54,23 +55,27 @@ class Stack:
     def ingest_url(self) -> str:
         return f"http://127.0.0.1:{self.services['ingest'].port}"
 
-    def start(self, service: str, name: str | None = None) -> ServiceProcess:
+    def start(self, service: str, name: str | None = None,
+              wrap: tuple[str, ...] = ()) -> ServiceProcess:
+        """Start an instance; `wrap` goes between the interpreter and `-m services.X`
+        (e.g. a profiler's `-m pyinstrument …`)."""
         name = name or service
         port = free_port()
         env = dict(self.env)
         env["HOOKBUS_HTTP_PORT" if service == "ingest" else "HOOKBUS_METRICS_PORT"] = str(port)
         env["HOOKBUS_ROUTER_DATA_DIR"] = str(self.log_dir / f"{name}-data")
-        self.services[name] = self._spawn(name, service, port, env)
+        self.services[name] = self._spawn(name, service, port, env, wrap)
         return self.services[name]
 
-    def _spawn(self, name: str, service: str, port: int, env: dict[str, str]) -> ServiceProcess:
+    def _spawn(self, name: str, service: str, port: int, env: dict[str, str],
+               wrap: tuple[str, ...] = ()) -> ServiceProcess:
         log_path = self.log_dir / f"{name}.log"
         with open(log_path, "ab") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", f"services.{service}"], env=env, cwd=ROOT,
+                [sys.executable, *wrap, "-m", f"services.{service}"], env=env, cwd=ROOT,
                 stdout=out, stderr=subprocess.STDOUT,
             )
-        return ServiceProcess(name, service, process, log_path, port, env=env)
+        return ServiceProcess(name, service, process, log_path, port, env=env, wrap=wrap)
 
     def kill(self, name: str) -> None:
         """SIGKILL: no shutdown, no final commit."""
@@ -81,7 +86,7 @@ class Stack:
         old = self.services[name]
         if old.alive:
             self.kill(name)
-        new = self._spawn(name, old.service, old.port, old.env)
+        new = self._spawn(name, old.service, old.port, old.env, old.wrap)
         new.restarts = old.restarts + 1
         self.services[name] = new
         return new

@@ -7,6 +7,7 @@ deliverer to every resolved address at every attempt."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -23,6 +24,8 @@ class TargetPolicy:
     allowed_private: tuple[IPNetwork, ...] = ()
     forbidden_domains: tuple[str, ...] = ()
 
+    # Asked at every attempt; a policy lives as long as its service.
+    @functools.lru_cache(maxsize=65536)  # noqa: B019
     def url_refusal(self, url: str) -> str | None:
         """Why `url` may not be a target, or None."""
         if len(url) > MAX_TARGET_LENGTH:

@@ -226,12 +226,12 @@ class Deliverer:
         the assignment is checked again after every await."""
         for tp in list(consumer.assignment()):
             done = self.watermarks.committed_offset(tp)
-            if done is None:  # nothing committed here yet: ask the group
+            if done is None:  # nothing committed here yet: ask the group, once
                 try:
-                    done = await consumer.committed(tp)
+                    done = await consumer.committed(tp) or 0
                 except KafkaError:
                     continue
-                if done is None or tp not in consumer.assignment():
+                if tp not in consumer.assignment():
                     continue
                 self.watermarks.committed({tp: done})
             end = consumer.highwater(tp)
