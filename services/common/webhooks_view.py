@@ -10,12 +10,13 @@ import logging
 from collections.abc import Callable
 
 import msgspec
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from schemas.webhooks import Webhook, webhook_decoder
 from services.common.topic_follower import TopicFollower
 
 log = logging.getLogger(__name__)
+_encoder = msgspec.json.Encoder()
 
 OnChange = Callable[[str, Webhook | None], None]
 
@@ -29,6 +30,7 @@ class WebhooksView:
         self._keep = keep
         self._webhooks: dict[str, Webhook] = {}
         self._by_app: dict[str, dict[str, Webhook]] = {}
+        self._deleted: set[str] = set()
         self._follower = TopicFollower(bootstrap, topic, self._apply)
         self.ready = self._follower.ready
 
@@ -37,6 +39,18 @@ class WebhooksView:
 
     def get(self, webhook_id: str) -> Webhook | None:
         return self._webhooks.get(webhook_id)
+
+    def is_deleted(self, webhook_id: str) -> bool:
+        """Whether a tombstone for `webhook_id` was seen (a delete is final)."""
+        return webhook_id in self._deleted
+
+    async def write(self, producer: AIOKafkaProducer, webhook: Webhook) -> bool:
+        """Write `webhook` to the topic; True when it is now the current record.
+        (Placeholder: versions and conditional writes land with issue 9.)"""
+        await producer.send_and_wait(self._follower.topic, _encoder.encode(webhook),
+                                     key=webhook.id.encode())
+        self.put(webhook)
+        return True
 
     def of_app(self, app_id: str) -> list[Webhook]:
         return sorted(self._by_app.get(app_id, {}).values(), key=lambda w: w.created_at)
@@ -70,6 +84,7 @@ class WebhooksView:
         key, value = record.key, record.value
         if value is None:
             if key is not None:
+                self._deleted.add(key.decode())
                 self.delete(key.decode())
             return
         try:

@@ -1,0 +1,89 @@
+"""What every route shares: the error and metrics middleware, JSON in and out,
+authorization, and the lookup of the webhook a path names."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import msgspec
+from aiohttp import web
+
+from schemas.webhooks import Webhook
+from services.common.ids import new_id
+from services.ingest.auth import authorize
+from services.ingest.errors import ApiError, decode_error
+from services.ingest.state import INGEST
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 256 * 1024
+T = TypeVar("T")
+encoder = msgspec.json.Encoder()
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    request_id = request.headers.get("X-Request-Id") or new_id("req")
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        response = error_response(exc)
+    except web.HTTPException as exc:  # routing: 404, 405; body size: 413
+        if exc.status < 400:
+            raise
+        response = error_response(ApiError(exc.status, exc.reason or "error"))
+    except Exception:
+        log.exception("unhandled error", extra={"request_id": request_id})
+        response = error_response(ApiError(500, f"internal error (request id {request_id})"))
+    response.headers["X-Request-Id"] = request_id
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    request.app[INGEST].metrics.request_duration.labels(
+        route, request.method, str(response.status)
+    ).observe(time.perf_counter() - started)
+    return response
+
+
+def error_response(exc: ApiError) -> web.Response:
+    return web.Response(status=exc.code, body=exc.body(), content_type="application/json")
+
+
+def json_response(struct: msgspec.Struct, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=encoder.encode(struct),
+                        content_type="application/json")
+
+
+async def decode_body(request: web.Request, type_: type[T]) -> T:
+    body = await request.read()
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.DecodeError as exc:
+        raise decode_error(exc) from None
+
+
+def authorized_app(request: web.Request) -> str:
+    """The path's app id, once the bearer token is checked to grant it."""
+    app_id = request.match_info["app_id"]
+    authorize(request.headers.get("Authorization"), request.app[INGEST].settings.jwt_secret, app_id)
+    return app_id
+
+
+def webhook_of(request: web.Request, app_id: str) -> Webhook:
+    webhook_id = request.match_info["webhook_id"]
+    webhook = request.app[INGEST].view.get(webhook_id)
+    if webhook is None or webhook.app_id != app_id:
+        raise ApiError(404, f"no webhook {webhook_id} in app {app_id}")
+    return webhook
+
+
+def now() -> datetime:
+    """The current time at millisecond precision (as records carry it)."""
+    at = datetime.now(UTC)
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)

@@ -1,0 +1,182 @@
+"""`/v1/apps/{app_id}/webhooks`: create, list, read, update, delete, rotate the
+secret, send a test event."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import msgspec
+from aiohttp import web
+
+from schemas.api import (
+    ErrorDetail,
+    EventAccepted,
+    SecretRotated,
+    SecretRotation,
+    WebhookCreate,
+    WebhookList,
+    WebhookOut,
+    WebhookPatch,
+)
+from schemas.deliveries import DeliveryTask
+from schemas.event_types import DEFAULT_TRIGGERS
+from schemas.events import Event
+from schemas.webhooks import ClientCredentials, RetiredSecret, Webhook
+from services.common.ids import new_id
+from services.common.secrets import generate_secret
+from services.ingest.errors import ApiError
+from services.ingest.http import (
+    authorized_app,
+    decode_body,
+    encoder,
+    json_response,
+    now,
+    webhook_of,
+)
+from services.ingest.state import INGEST, Ingest
+from services.ingest.validation import webhook_problems
+
+log = logging.getLogger(__name__)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/apps/{app_id}/webhooks", create_webhook)
+    app.router.add_get("/v1/apps/{app_id}/webhooks", list_webhooks)
+    app.router.add_get("/v1/apps/{app_id}/webhooks/{webhook_id}", get_webhook)
+    app.router.add_patch("/v1/apps/{app_id}/webhooks/{webhook_id}", patch_webhook)
+    app.router.add_delete("/v1/apps/{app_id}/webhooks/{webhook_id}", delete_webhook)
+    app.router.add_post("/v1/apps/{app_id}/webhooks/{webhook_id}/secret/rotate", rotate_secret)
+    app.router.add_post("/v1/apps/{app_id}/webhooks/{webhook_id}/test", test_webhook)
+
+
+async def create_webhook(request: web.Request) -> web.Response:
+    app_id = authorized_app(request)
+    ingest = request.app[INGEST]
+    body = await decode_body(request, WebhookCreate)
+    _validate_webhook(body, ingest)
+    limit = ingest.settings.max_webhooks_per_app
+    if len(ingest.view.of_app(app_id)) >= limit:
+        raise ApiError(409, f"app {app_id} already has {limit} webhooks, the most allowed")
+    created = now()
+    webhook = Webhook(
+        id=new_id("wh"),
+        app_id=app_id,
+        target=body.target,
+        triggers=body.triggers if body.triggers is not None else list(DEFAULT_TRIGGERS),
+        secret=body.secret or generate_secret(),
+        created_at=created,
+        updated_at=created,
+        target_type=body.target_type,
+        client_credentials=body.client_credentials,
+        headers=body.headers,
+        description=body.description,
+        enabled=body.enabled,
+    )
+    await _save(ingest, webhook)
+    log.info("webhook created", extra={"webhook_id": webhook.id})
+    return json_response(WebhookOut.of(webhook, with_secret=True), status=201)
+
+
+def _validate_webhook(body: WebhookCreate, ingest: Ingest) -> None:
+    problems = webhook_problems(body, ingest.settings.target_policy)
+    if problems:
+        raise ApiError.invalid(problems)
+
+
+async def _save(ingest: Ingest, webhook: Webhook) -> None:
+    await ingest.produce(ingest.topics.webhooks, webhook.id, encoder.encode(webhook))
+    ingest.view.put(webhook)
+
+
+async def patch_webhook(request: web.Request) -> web.Response:
+    app_id = authorized_app(request)
+    ingest = request.app[INGEST]
+    current = webhook_of(request, app_id)
+    patch = await decode_body(request, WebhookPatch)
+    merged = WebhookCreate(**{
+        name: getattr(patch, name) if getattr(patch, name) is not msgspec.UNSET
+        else getattr(current, name)
+        for name in WebhookPatch.__struct_fields__
+    } | {"client_credentials": _credentials_in(patch, current)})
+    _validate_webhook(merged, ingest)
+    reenabled = merged.enabled and not current.enabled
+    webhook = msgspec.structs.replace(
+        current,
+        target=merged.target,
+        triggers=merged.triggers or [],
+        target_type=merged.target_type,
+        client_credentials=merged.client_credentials,
+        headers=merged.headers,
+        description=merged.description,
+        enabled=merged.enabled,
+        disabled_reason=None if reenabled else current.disabled_reason,
+        updated_at=now(),
+    )
+    await _save(ingest, webhook)
+    log.info("webhook updated", extra={"webhook_id": webhook.id})
+    return json_response(WebhookOut.of(webhook, with_secret=True))
+
+
+def _credentials_in(patch: WebhookPatch, current: Webhook) -> ClientCredentials | None:
+    if patch.client_credentials is not msgspec.UNSET:
+        return patch.client_credentials
+    return current.client_credentials
+
+
+async def rotate_secret(request: web.Request) -> web.Response:
+    app_id = authorized_app(request)
+    ingest = request.app[INGEST]
+    current = webhook_of(request, app_id)
+    body = await decode_body(request, SecretRotation) if await request.read() else SecretRotation()
+    if body.secret is not None and not 0 < len(body.secret) <= 256:
+        raise ApiError.invalid([ErrorDetail("secret", "must be 1 to 256 characters")])
+    at = now()
+    overlap = timedelta(seconds=ingest.settings.secret_rotation_overlap)
+    retired = [RetiredSecret(secret=current.secret, expires_at=at + overlap)]
+    retired += [r for r in current.retired_secrets if r.expires_at > at]
+    webhook = msgspec.structs.replace(
+        current, secret=body.secret or generate_secret(), retired_secrets=retired, updated_at=at
+    )
+    await _save(ingest, webhook)
+    log.info("webhook secret rotated", extra={"webhook_id": webhook.id})
+    return json_response(SecretRotated(webhook.secret))
+
+
+async def test_webhook(request: web.Request) -> web.Response:
+    """A `webhook.test` event, written straight to `deliveries` for this webhook
+    only: no trigger can match it."""
+    app_id = authorized_app(request)
+    ingest = request.app[INGEST]
+    webhook = webhook_of(request, app_id)
+    if not webhook.enabled:
+        raise ApiError(409, f"webhook {webhook.id} is disabled; enable it to test it")
+    event = Event(id=new_id("evt"), type="webhook.test", app_id=app_id, created_at=now(),
+                  data={"webhook_id": webhook.id})
+    task = DeliveryTask(
+        webhook_id=webhook.id, app_id=app_id, event_id=event.id, event_type=event.type,
+        event_created_at=event.created_at, body=msgspec.Raw(encoder.encode(event)),
+    )
+    await ingest.produce(ingest.topics.deliveries, webhook.id, encoder.encode(task))
+    return json_response(EventAccepted(event.id), status=202)
+
+
+async def list_webhooks(request: web.Request) -> web.Response:
+    app_id = authorized_app(request)
+    webhooks = request.app[INGEST].view.of_app(app_id)
+    return json_response(WebhookList([WebhookOut.of(w, with_secret=False) for w in webhooks]))
+
+
+async def get_webhook(request: web.Request) -> web.Response:
+    app_id = authorized_app(request)
+    return json_response(WebhookOut.of(webhook_of(request, app_id), with_secret=True))
+
+
+async def delete_webhook(request: web.Request) -> web.Response:
+    app_id = authorized_app(request)
+    ingest = request.app[INGEST]
+    webhook = webhook_of(request, app_id)
+    await ingest.produce(ingest.topics.webhooks, webhook.id, None)
+    ingest.view.delete(webhook.id)
+    log.info("webhook deleted", extra={"webhook_id": webhook.id})
+    return web.Response(status=204)
