@@ -7,7 +7,11 @@ deliverers share the work, three webhooks match every event, publishers post
 through ingest (retrying with the same `Idempotency-Key`, so a retried publish
 keeps its event id), and a supervisor restarts any instance that dies, as
 Kubernetes would. Midway the fault strikes: SIGKILL of ingest, of a router, of a
-deliverer, or SIGKILL of the broker followed by a restart. Then the run waits
+deliverer, SIGKILL of the broker followed by a restart, or a rolling restart of
+both deliverers (SIGTERM one, wait until its replacement is ready, then the
+other) while a fourth webhook, on an endpoint that answers after two seconds,
+receives about 150 of the events: more than its per-endpoint slots finish within
+a rebalance, so attempts are under way and waiting at every revocation. Then the run waits
 for every published event to reach every webhook and prints published,
 delivered (distinct webhook-ids per receiver), lost and duplicates."""
 
@@ -29,8 +33,11 @@ from devtools.receivers import Receivers
 from services.common.topics import Topics, ensure_topics
 from services.ingest.auth import issue_token
 
-FAULTS = ("ingest", "router", "deliverer", "broker")
+FAULTS = ("ingest", "router", "deliverer", "broker", "rolling")
 PATHS = ("/a", "/b", "/c")
+SLOW_PATH = "/slow"  # only in the rolling scenario, answered after SLOW_SECONDS
+SLOW_TASKS = 150     # about this many events go to it, whatever the run's size
+SLOW_SECONDS = 2.0
 SECRET = "chaos-secret-of-at-least-32-bytes!"
 APP = "app_chaos"
 
@@ -45,11 +52,22 @@ class Result:
     duplicates: int = 0
     publish_retries: int = 0
     restarts: dict[str, int] = field(default_factory=dict)
+    exit_codes: dict[str, int] = field(default_factory=dict)  # of SIGTERMed instances
     seconds: float = 0.0
 
 
-async def _publish_all(stack: Stack, count: int, result: Result, ids: list[str],
-                       progress: asyncio.Event, workers: int = 8) -> None:
+def slow_every(count: int) -> int:
+    return max(2, count // SLOW_TASKS)
+
+
+def event_type(n: int, count: int, slow: bool) -> str:
+    """Every `slow_every(count)`-th event also goes to the slow endpoint."""
+    return "message.sent" if slow and n % slow_every(count) == 0 else "message.received"
+
+
+async def _publish_all(stack: Stack, count: int, result: Result, ids: dict[str, str],
+                       progress: asyncio.Event, slow: bool, workers: int = 8) -> None:
+    """Publish `count` events; `ids` maps each accepted event id to its type."""
     headers = {"Authorization": f"Bearer {issue_token(SECRET, scope='app', app_id=APP)}"}
     numbers = iter(range(count))
     timeout = aiohttp.ClientTimeout(total=10)
@@ -60,11 +78,11 @@ async def _publish_all(stack: Stack, count: int, result: Result, ids: list[str],
                 try:
                     async with http.post(
                         f"{stack.ingest_url}/v1/apps/{APP}/events",
-                        json={"type": "message.received", "data": {"n": n}},
+                        json={"type": event_type(n, count, slow), "data": {"n": n}},
                         headers=headers | {"Idempotency-Key": f"chaos-{n}"},
                     ) as response:
                         if response.status == 202:
-                            ids.append((await response.json())["id"])
+                            ids[(await response.json())["id"]] = event_type(n, count, slow)
                             break
                 except (aiohttp.ClientError, TimeoutError):
                     pass
@@ -84,9 +102,16 @@ async def _supervise(stack: Stack, stop: asyncio.Event) -> None:
         await asyncio.sleep(0.5)
 
 
-async def _strike(fault: str, stack: Stack, broker: Broker) -> None:
-    """SIGKILL one instance (the supervisor restarts it), or the broker (restarted here)."""
+async def _strike(fault: str, stack: Stack, broker: Broker, result: Result) -> None:
+    """SIGKILL one instance (the supervisor restarts it), the broker (restarted
+    here), or roll the deliverers one after the other."""
     print(f"  fault: {fault}", flush=True)
+    if fault == "rolling":
+        for name in ("deliverer-1", "deliverer-2"):
+            code = result.exit_codes[name] = await asyncio.to_thread(stack.terminate, name)
+            print(f"  {name} exited {code} on SIGTERM; waiting for its replacement", flush=True)
+            await stack.wait_instance_ready(name, 120)  # the supervisor restarts it
+        return
     if fault == "broker":
         broker.kill()
         await asyncio.sleep(2)
@@ -100,7 +125,8 @@ async def scenario(fault: str, events: int, workdir: Path, settle: float = 240) 
     started = time.monotonic()
     broker = Broker(workdir / "kafka", free_port(), free_port())
     await asyncio.to_thread(broker.start)
-    receivers = Receivers()
+    slow = fault == "rolling"
+    receivers = Receivers(slow_seconds=SLOW_SECONDS)
     await receivers.start()
     topics = Topics("chaos.", (1, 2, 5, 10, 30))
     await ensure_topics(broker.bootstrap, topics.specs(), partitions=6)
@@ -118,24 +144,29 @@ async def scenario(fault: str, events: int, workdir: Path, settle: float = 240) 
         await stack.wait_ready(120)
         headers = {"Authorization": f"Bearer {issue_token(SECRET, scope='app', app_id=APP)}"}
         async with aiohttp.ClientSession() as http:
-            for path in PATHS:
+            subscriptions = [(path, ["message.received", "message.sent"]) for path in PATHS]
+            if slow:
+                subscriptions.append((SLOW_PATH, ["message.sent"]))
+            for path, triggers in subscriptions:
                 async with http.post(
                     f"{stack.ingest_url}/v1/apps/{APP}/webhooks", headers=headers,
-                    json={"target": receivers.url(path),
-                          "triggers": ["message.received"]},
+                    json={"target": receivers.url(path), "triggers": triggers},
                 ) as response:
                     assert response.status == 201, await response.text()
         await asyncio.sleep(1.5)
         supervisor = asyncio.create_task(_supervise(stack, stop_supervising))
-        ids: list[str] = []
+        ids: dict[str, str] = {}
         halfway = asyncio.Event()
-        publishing = asyncio.create_task(_publish_all(stack, events, result, ids, halfway))
+        publishing = asyncio.create_task(
+            _publish_all(stack, events, result, ids, halfway, slow))
         await halfway.wait()
-        await _strike(fault, stack, broker)
+        await _strike(fault, stack, broker, result)
         await publishing
-        result.published = len(set(ids))
-        result.expected = result.published * len(PATHS)
-        wanted = {(path, event_id) for path in PATHS for event_id in set(ids)}
+        result.published = len(ids)
+        wanted = {(path, event_id) for path in PATHS for event_id in ids}
+        wanted |= {(SLOW_PATH, event_id) for event_id, type_ in ids.items()
+                   if type_ == "message.sent"} if slow else set()
+        result.expected = len(wanted)
         deadline = time.monotonic() + settle
         while time.monotonic() < deadline:
             missing = len(wanted - receivers.arrivals.keys())

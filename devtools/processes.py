@@ -82,6 +82,39 @@ class Stack:
         self.services[name].process.kill()
         self.services[name].process.wait()
 
+    def terminate(self, name: str, timeout: float = 60) -> int:
+        """SIGTERM, as a rolling update does: the instance drains and exits. This
+        blocks; from async code call it with `asyncio.to_thread`."""
+        process = self.services[name].process
+        process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+    async def wait_instance_ready(self, name: str, timeout: float = 60, *,
+                                  exited_fails: bool = False) -> None:
+        """Until one instance's /readyz answers 200 (`exited_fails`: unless it exits;
+        otherwise a supervisor may restart it meanwhile)."""
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while True:
+                service = self.services[name]
+                if not service.alive and exited_fails:
+                    raise RuntimeError(f"{name} exited:\n{service.log()[-3000:]}")
+                if service.alive:
+                    try:
+                        async with session.get(
+                                f"http://127.0.0.1:{service.port}/readyz") as response:
+                            if response.status == 200:
+                                return
+                    except aiohttp.ClientError:
+                        pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name} not ready:\n{service.log()[-3000:]}")
+                await asyncio.sleep(0.2)
+
     def restart(self, name: str) -> ServiceProcess:
         old = self.services[name]
         if old.alive:
@@ -99,24 +132,10 @@ class Stack:
         return dead
 
     async def wait_ready(self, timeout: float = 60) -> None:
-        """Until every instance's /readyz answers 200."""
+        """Until every instance's /readyz answers 200; an instance that exits fails it."""
         deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as session:
-            for service in list(self.services.values()):
-                while True:
-                    if not service.alive:
-                        raise RuntimeError(f"{service.name} exited:\n{service.log()[-3000:]}")
-                    try:
-                        async with session.get(
-                            f"http://127.0.0.1:{service.port}/readyz"
-                        ) as response:
-                            if response.status == 200:
-                                break
-                    except aiohttp.ClientError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"{service.name} not ready:\n{service.log()[-3000:]}")
-                    await asyncio.sleep(0.2)
+        for name in list(self.services):
+            await self.wait_instance_ready(name, deadline - time.monotonic(), exited_fails=True)
 
     def stop(self, timeout: float = 30) -> dict[str, int]:
         """SIGTERM every instance; returns their exit codes."""

@@ -1,6 +1,7 @@
 """Local webhook endpoints for load and fault runs (`make bench`, `make chaos`,
 the dashboard rendering): every POST is answered 204 (those to `/hang` only once
-`release` is set) and its arrival recorded by (path, webhook-id)."""
+`release` is set, those to a path starting `/slow` after `slow_seconds`) and its
+arrival recorded by (path, webhook-id)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from devtools.broker import free_port
 
 
 class Receivers:
-    def __init__(self) -> None:
+    def __init__(self, slow_seconds: float = 1.0) -> None:
+        self.slow_seconds = slow_seconds
         self.arrivals: dict[tuple[str, str], list[float]] = defaultdict(list)
         self.release = asyncio.Event()
         self.port = free_port()
@@ -34,6 +36,8 @@ class Receivers:
         await request.read()
         if request.path == "/hang":
             await self.release.wait()
+        elif request.path.startswith("/slow"):
+            await asyncio.sleep(self.slow_seconds)
         self.arrivals[(request.path, request.headers.get("webhook-id", ""))].append(
             time.monotonic())
         return web.Response(status=204)

@@ -1,6 +1,7 @@
-"""Nothing is lost when any service is SIGKILLed or the broker is killed and
-restarted mid-flow, with two routers and two deliverers sharing the work. This
-is `make chaos` at a size that fits CI; each scenario has a broker of its own."""
+"""Nothing is lost when any service is SIGKILLed, the broker is killed and
+restarted mid-flow, or both deliverers are rolled while one endpoint is slow,
+with two routers and two deliverers sharing the work. This is `make chaos` at a
+size that fits CI; each scenario has a broker of its own."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.chaos import FAULTS, PATHS, scenario
+from devtools.chaos import FAULTS, PATHS, scenario, slow_every
 
 EVENTS = 300
 
@@ -20,5 +21,9 @@ async def test_every_event_reaches_every_webhook(fault: str, tmp_path: Path) -> 
     result = await scenario(fault, EVENTS, tmp_path, settle=180)
     print(asdict(result))
     assert result.published == EVENTS
-    assert result.expected == EVENTS * len(PATHS)
+    slow = len(range(0, EVENTS, slow_every(EVENTS))) if fault == "rolling" else 0
+    assert result.expected == EVENTS * len(PATHS) + slow
     assert result.delivered == result.expected, f"lost {result.lost}"
+    if fault == "rolling":  # each deliverer drained, exited cleanly, and none crashed
+        assert result.exit_codes == {"deliverer-1": 0, "deliverer-2": 0}
+        assert result.restarts == {"deliverer-1": 1, "deliverer-2": 1}
