@@ -10,6 +10,9 @@ latest.png.
 - latency: single publishes at half the measured e2e rate, publish to receipt;
 - isolation: ten endpoints, one of which hangs until the attempt timeout; the
   healthy ones' throughput with it, over the same without it;
+- noisy neighbour: one app's p99 publish-to-receipt at 20 events/s while another
+  app floods eight slow endpoints (answering after 5 s) with 8,000 tasks, over
+  the same p99 without the flood (`neighbour_p99_ratio`);
 - subscriptions: router throughput with 10 and 100,000 subscriptions loaded, and
   the router's resident memory at 100,000 (see bench/routing.py)."""
 
@@ -37,10 +40,11 @@ from services.ingest.auth import issue_token
 
 SECRET = "bench-secret-of-at-least-32-bytes!!"
 APP = "app_bench"
+QUIET_APP, NOISY_APP = "app_quiet", "app_noisy"
 RESULTS = ROOT / "bench" / "results"
 CONCURRENCY = 200  # the deliverer's HOOKBUS_MAX_IN_FLIGHT default
 TARGETS = {"e2e_ratio": 0.5, "p99_ms": 100, "isolation_ratio": 0.9, "subs_ratio": 0.9,
-           "router_rss_mb_100k": 150}
+           "router_rss_mb_100k": 150, "neighbour_p99_ratio": 2.0}
 
 
 class Bench:
@@ -50,7 +54,11 @@ class Bench:
         self.workdir = workdir
         self.profile_to = profile_to
         self.runs = 0
-        self.headers = {"Authorization": f"Bearer {issue_token(SECRET, scope='app', app_id=APP)}"}
+        self.headers = self.headers_for(APP)
+
+    @staticmethod
+    def headers_for(app: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {issue_token(SECRET, scope='app', app_id=app)}"}
 
     async def stack(self, **env: str) -> Stack:
         self.runs += 1
@@ -70,18 +78,44 @@ class Bench:
         await stack.wait_ready(120)
         return stack
 
-    async def subscribe(self, http: aiohttp.ClientSession, stack: Stack, url: str) -> None:
-        async with http.post(f"{stack.ingest_url}/v1/apps/{APP}/webhooks", headers=self.headers,
+    async def subscribe(self, http: aiohttp.ClientSession, stack: Stack, url: str,
+                        app: str = APP) -> None:
+        async with http.post(f"{stack.ingest_url}/v1/apps/{app}/webhooks",
+                             headers=self.headers_for(app),
                              json={"target": url, "triggers": ["*"]}) as response:
             assert response.status == 201, await response.text()
 
-    async def publish_batches(self, http: aiohttp.ClientSession, stack: Stack, count: int) -> None:
+    async def publish_batches(self, http: aiohttp.ClientSession, stack: Stack, count: int,
+                              app: str = APP) -> None:
         for start in range(0, count, 500):
             events = [{"type": "message.received", "data": {"n": n, "text": "x" * 200}}
                       for n in range(start, min(count, start + 500))]
-            async with http.post(f"{stack.ingest_url}/v1/apps/{APP}/events/batch",
-                                 headers=self.headers, json={"events": events}) as response:
+            async with http.post(f"{stack.ingest_url}/v1/apps/{app}/events/batch",
+                                 headers=self.headers_for(app),
+                                 json={"events": events}) as response:
                 assert response.status == 202, await response.text()
+
+    async def paced(self, http: aiohttp.ClientSession, stack: Stack, receiver: Receivers,
+                    path: str, rate: float, seconds: float, app: str = APP) -> list[float]:
+        """Single publishes at `rate` for `seconds` (open loop); the milliseconds
+        from each publish to its first arrival at `path`."""
+        sent: dict[str, float] = {}
+        headers = self.headers_for(app)
+
+        async def one(n: int) -> None:
+            at = time.monotonic()
+            async with http.post(f"{stack.ingest_url}/v1/apps/{app}/events", headers=headers,
+                                 json={"type": "message.received", "data": {"n": n}}) as r:
+                sent[(await r.json())["id"]] = at
+
+        begin, n, tasks = time.monotonic(), 0, []
+        while time.monotonic() - begin < seconds:
+            tasks.append(asyncio.create_task(one(n)))
+            n += 1
+            await asyncio.sleep(max(0.0, begin + n / rate - time.monotonic()))
+        await asyncio.gather(*tasks)
+        await wait_for(lambda: receiver.distinct(path) >= len(sent), 120)
+        return [(receiver.first(path, i) - at) * 1000 for i, at in sent.items()]
 
 
 async def wait_for(condition, timeout: float) -> None:  # type: ignore[no-untyped-def]
@@ -127,30 +161,32 @@ async def throughput(bench: Bench, receiver: Receivers, count: int) -> float:
 
 async def latency(bench: Bench, receiver: Receivers, rate: float, seconds: float) -> list[float]:
     stack = await bench.stack()
-    sent: dict[str, float] = {}
     try:
         async with aiohttp.ClientSession() as http:
             await bench.subscribe(http, stack, receiver.url("/latency"))
             await asyncio.sleep(1.5)
-            interval = 1 / rate
-            begin = time.monotonic()
-            tasks = []
+            return await bench.paced(http, stack, receiver, "/latency", rate, seconds)
+    finally:
+        stack.stop()
 
-            async def one(n: int) -> None:
-                at = time.monotonic()
-                async with http.post(f"{stack.ingest_url}/v1/apps/{APP}/events",
-                                     headers=bench.headers,
-                                     json={"type": "message.received", "data": {"n": n}}) as r:
-                    sent[(await r.json())["id"]] = at
 
-            n = 0
-            while time.monotonic() - begin < seconds:
-                tasks.append(asyncio.create_task(one(n)))
-                n += 1
-                await asyncio.sleep(max(0.0, begin + n * interval - time.monotonic()))
-            await asyncio.gather(*tasks)
-            await wait_for(lambda: receiver.distinct("/latency") >= len(sent), 120)
-        return [(receiver.first("/latency", i) - at) * 1000 for i, at in sent.items()]
+async def neighbour(bench: Bench, receiver: Receivers, flood: int, seconds: float) -> float:
+    """The quiet app's p99 publish-to-receipt (ms) at 20/s, while the noisy app's
+    `flood` events fan out to eight slow endpoints (none when `flood` is 0)."""
+    stack = await bench.stack()
+    tag = "f" if flood else "n"
+    quiet = f"/quiet{tag}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            await bench.subscribe(http, stack, receiver.url(quiet), QUIET_APP)
+            for n in range(8):
+                await bench.subscribe(http, stack, receiver.url(f"/slow{tag}{n}"), NOISY_APP)
+            await asyncio.sleep(1.5)
+            if flood:
+                await bench.publish_batches(http, stack, flood, NOISY_APP)
+            latencies = sorted(await bench.paced(http, stack, receiver, quiet, 20, seconds,
+                                                 QUIET_APP))
+        return latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     finally:
         stack.stop()
 
@@ -189,7 +225,7 @@ async def run(quick: bool) -> dict:
         workdir = Path(tmp)
         broker = Broker(workdir / "kafka", free_port(), free_port())
         await asyncio.to_thread(broker.start)
-        receiver = Receivers()
+        receiver = Receivers(slow_seconds=5.0)
         await receiver.start()
         bench = Bench(broker, workdir)
         try:
@@ -205,6 +241,11 @@ async def run(quick: bool) -> dict:
             without = await isolation(bench, receiver, m, hanging=False)
             beside = await isolation(bench, receiver, m, hanging=True)
             print(f"  healthy {without:.0f}/s alone, {beside:.0f}/s beside a hanging one", flush=True)
+            print("noisy neighbour: one app's p99 at 20/s, alone and beside a flood", flush=True)
+            quiet_alone = await neighbour(bench, receiver, 0, 10 * scale)
+            quiet_flooded = await neighbour(bench, receiver, int(1000 * scale), 10 * scale)
+            print(f"  p99 {quiet_alone:.0f} ms alone, {quiet_flooded:.0f} ms beside the flood",
+                  flush=True)
             print("subscriptions: the router with 10 and 100,000 loaded", flush=True)
             subs = {}
             for count in (10, 100_000):
@@ -221,6 +262,8 @@ async def run(quick: bool) -> dict:
         "latency_rate_per_s": round(e2e / 2, 1), "latency_samples": len(latencies),
         "isolation_healthy_per_s": round(beside, 1), "isolation_baseline_per_s": round(without, 1),
         "isolation_ratio": round(beside / without, 3),
+        "neighbour_p99_ms": round(quiet_flooded, 1), "neighbour_alone_p99_ms": round(quiet_alone, 1),
+        "neighbour_p99_ratio": round(quiet_flooded / quiet_alone, 3),
         "subs_10_per_s": subs[10]["events_per_s"], "subs_100k_per_s": subs[100_000]["events_per_s"],
         "subs_ratio": round(subs[100_000]["events_per_s"] / subs[10]["events_per_s"], 3),
         "router_rss_mb_10": subs[10]["router_rss_mb"],
@@ -238,6 +281,9 @@ def table(result: dict) -> str:
             ("isolation, healthy/s", result["isolation_healthy_per_s"],
              f"alone {result['isolation_baseline_per_s']}/s",
              f"ratio {result['isolation_ratio']} (target ≥ {TARGETS['isolation_ratio']})"),
+            ("noisy neighbour, p99 ms", result["neighbour_p99_ms"],
+             f"alone {result['neighbour_alone_p99_ms']} ms",
+             f"ratio {result['neighbour_p99_ratio']} (target ≤ {TARGETS['neighbour_p99_ratio']})"),
             ("router, events/s at 100k subs", result["subs_100k_per_s"],
              f"at 10 subs {result['subs_10_per_s']}/s",
              f"ratio {result['subs_ratio']} (target ≥ {TARGETS['subs_ratio']})"),
@@ -258,13 +304,15 @@ def chart(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 4, figsize=(14, 3.6))
+    figure, axes = plt.subplots(1, 5, figsize=(17, 3.6))
     pairs = [
         ("Throughput (events/s)", ["raw HTTP", "end to end"],
          [result["raw_http_per_s"], result["e2e_per_s"]]),
         ("Latency at half rate (ms)", ["p50", "p99"], [result["p50_ms"], result["p99_ms"]]),
         ("Healthy endpoints (deliveries/s)", ["alone", "beside a hang"],
          [result["isolation_baseline_per_s"], result["isolation_healthy_per_s"]]),
+        ("Another app's p99 (ms)", ["alone", "beside a flood"],
+         [result["neighbour_alone_p99_ms"], result["neighbour_p99_ms"]]),
         ("Router (events/s)", ["10 subs", "100k subs"],
          [result["subs_10_per_s"], result["subs_100k_per_s"]]),
     ]
