@@ -4,7 +4,7 @@ fields, so a typo is a 400 rather than a silently ignored setting."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -44,6 +44,9 @@ class WebhookCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     enabled: bool = True
 
 
+Version = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+
+
 class WebhookPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A partial update: absent fields keep their value; `client_credentials: null`
     removes them."""
@@ -55,12 +58,17 @@ class WebhookPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     headers: dict[str, str] | UnsetType = UNSET
     description: str | UnsetType = UNSET
     enabled: bool | UnsetType = UNSET
+    # The version this change is based on: another current version is a 409.
+    # Absent: the change applies to whatever version is current.
+    version: Version | UnsetType = UNSET
 
 
 class SecretRotation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Optional body of a rotation: the new secret, generated when absent."""
+    """Optional body of a rotation: the new secret, generated when absent; the
+    version it is based on, as in a PATCH."""
 
     secret: str | None = None
+    version: Version | None = None
 
 
 class SecretRotated(msgspec.Struct):
@@ -88,6 +96,9 @@ class WebhookOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     enabled: bool
     created_at: datetime
     updated_at: datetime
+    # Each change adds one; a PATCH or rotation naming another version is a 409.
+    # 0: last written before versions existed.
+    version: int
     secret: str | None = None
     client_credentials: ClientCredentialsOut | None = None
     disabled_reason: str | None = None
@@ -106,6 +117,7 @@ class WebhookOut(msgspec.Struct, kw_only=True, omit_defaults=True):
             enabled=webhook.enabled,
             created_at=webhook.created_at,
             updated_at=webhook.updated_at,
+            version=webhook.version,
             secret=webhook.secret if with_secret else None,
             client_credentials=None if creds is None else _credentials_out(creds),
             disabled_reason=webhook.disabled_reason,

@@ -45,6 +45,13 @@ class Webhook(msgspec.Struct, kw_only=True, omit_defaults=True):
     enabled: bool = True
     disabled_reason: str | None = None
     retired_secrets: list[RetiredSecret] = []
+    # Each write carries the version it replaces plus one (a create is 1); 0 marks
+    # a record written before versions existed. Which record wins is decided by
+    # every reader alike: services/common/webhook_log.py.
+    version: int = 0
+    # Stored only: HOOKBUS_MAX_WEBHOOKS_PER_APP in force at creation, which readers
+    # check the create against (0: written before the limit was checked in the log).
+    app_limit: int = 0
 
     def signing_secrets(self, now: datetime) -> list[str]:
         """The secrets that sign a delivery at `now`, newest first."""

@@ -1,95 +1,280 @@
-"""A live, in-memory copy of the compacted `webhooks` topic.
+"""A live, in-memory copy of the compacted `webhooks` topic, and the only way to
+write it.
 
 Every instance of every service reads the whole topic, so each sees every
-subscription; nothing may be routed or delivered before `ready`."""
+subscription; nothing may be routed or delivered before `ready`. Which record
+wins is decided by `WebhookLog` (pure, the same in every reader); this module
+is its I/O shell.
+
+Placement: a new webhook's records go to the partition its app id hashes to
+(murmur2, as the default partitioner hashes a key), every later record of a
+webhook to the partition its current record lives in, so one key is always in
+one partition (which compaction needs) and all of an app's new webhooks share
+a partition, where readers check the per-app limit. Webhooks written before
+versions stay in the partition their id hashed to; the limit in the log counts
+only the webhooks of the app's own partition, so it is exact for webhooks
+placed this way (ingest also counts all of them before it writes).
+
+A view built with `repair_with` (ingest's) appends, once loaded, a repair after
+every record that lost: see `WebhookLog.take_repairs`."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable
 
 import msgspec
 from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 from schemas.webhooks import Webhook, webhook_decoder
 from services.common.topic_follower import TopicFollower
+from services.common.webhook_log import (
+    DELETED_CAPACITY,
+    Outcome,
+    WebhookLog,
+    Written,
+    digest_of,
+)
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
 
 OnChange = Callable[[str, Webhook | None], None]
+ProducerOf = Callable[[], AIOKafkaProducer | None]
+
+REPAIR_HEADER = "hookbus-repair"  # on repairs: a copy of a record that was applied
+_REPAIR_HEADERS = [(REPAIR_HEADER, b"1")]
+CONFIRM_TIMEOUT = 10.0  # seconds a write waits to read its own record back
+_REPAIR_BACKOFF = 1.0
+
+
+class WriteNotConfirmed(Exception):
+    """A write was acknowledged by Kafka but this instance has not read it back in
+    time, so whether it won is unknown (a later read shows it)."""
 
 
 class WebhooksView:
     def __init__(self, bootstrap: str, topic: str, on_change: OnChange | None = None, *,
-                 keep: bool = True) -> None:
-        """`keep=False`: only call `on_change`, keep no records (the router needs
-        its index alone, and 100,000 full records cost memory)."""
+                 keep: bool = True, repair_with: ProducerOf | None = None,
+                 confirm_timeout: float = CONFIRM_TIMEOUT,
+                 deleted_capacity: int = DELETED_CAPACITY) -> None:
+        """`keep=False`: only call `on_change` and keep what the rules need per id
+        (the router needs its index alone, and 100,000 full records cost memory).
+        `repair_with`: the producer to append repairs with (ingest's), once it
+        exists; needs `keep`."""
+        if repair_with is not None and not keep:
+            raise ValueError("a view that repairs must keep the records")
         self._on_change = on_change
         self._keep = keep
+        self._repair_with = repair_with
+        self._confirm_timeout = confirm_timeout
+        self._log = WebhookLog(deleted_capacity)
         self._webhooks: dict[str, Webhook] = {}
+        self._values: dict[str, bytes] = {}  # current records as written (for repairs)
         self._by_app: dict[str, dict[str, Webhook]] = {}
-        self._deleted: set[str] = set()
+        self._writing: Counter[str] = Counter()  # ids with a write awaiting confirmation
+        self._outcomes: dict[tuple[int, int], tuple[str, asyncio.Future[Outcome]]] = {}
+        self._repairs_due = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
         self._follower = TopicFollower(bootstrap, topic, self._apply)
         self.ready = self._follower.ready
 
     def __len__(self) -> int:
-        return len(self._webhooks)
+        return len(self._log)
 
     def get(self, webhook_id: str) -> Webhook | None:
         return self._webhooks.get(webhook_id)
 
     def is_deleted(self, webhook_id: str) -> bool:
         """Whether a tombstone for `webhook_id` was seen (a delete is final)."""
-        return webhook_id in self._deleted
-
-    async def write(self, producer: AIOKafkaProducer, webhook: Webhook) -> bool:
-        """Write `webhook` to the topic; True when it is now the current record.
-        (Placeholder: versions and conditional writes land with issue 9.)"""
-        await producer.send_and_wait(self._follower.topic, _encoder.encode(webhook),
-                                     key=webhook.id.encode())
-        self.put(webhook)
-        return True
+        return self._log.is_deleted(webhook_id)
 
     def of_app(self, app_id: str) -> list[Webhook]:
         return sorted(self._by_app.get(app_id, {}).values(), key=lambda w: w.created_at)
 
     def put(self, webhook: Webhook) -> None:
+        """Deprecated, does nothing: the view changes only by reading the topic.
+        Write with `write`, which returns once this view has read the record."""
+
+    async def write(self, producer: AIOKafkaProducer, webhook: Webhook) -> bool:
+        """Append `webhook` (whose `version` is the one it replaces plus one, 1
+        for a new webhook) to its partition, wait until this view has read it
+        back, and answer whether it is now the current record. False: it lost
+        (stale version, deleted, over the app's limit). Raises `KafkaError`, or
+        `WriteNotConfirmed` when the record is not read back in time."""
+        current = self._log.current(webhook.id)
+        partition = (current.partition if current is not None
+                     else await self._partition_of_app(producer, webhook.app_id))
+        outcome = await self._append(producer, webhook.id, _encoder.encode(webhook), partition)
+        if not outcome.holds:
+            log.info("webhook write lost: %s", outcome.reason,
+                     extra={"webhook_id": webhook.id, "version": webhook.version})
+        return outcome.holds
+
+    async def delete(self, producer: AIOKafkaProducer, webhook_id: str) -> bool:
+        """Append a tombstone for `webhook_id` to its partition and wait until this
+        view has read it back: True once the webhook is deleted (for good). False,
+        writing nothing, when this view does not know the webhook."""
+        if self._log.is_deleted(webhook_id):
+            return True
+        current = self._log.current(webhook_id)
+        if current is None:
+            return False
+        outcome = await self._append(producer, webhook_id, None, current.partition)
+        return outcome.holds
+
+    async def start(self) -> asyncio.Task[None]:
+        """Start following the topic (and repairing, with `repair_with`); the
+        returned task's failure is fatal."""
+        following = await self._follower.start()
+        if self._repair_with is None:
+            return following
+        repairing = asyncio.create_task(self._repair_forever(),
+                                        name=f"repair {self._follower.topic}")
+        supervising = asyncio.create_task(self._supervise(following, repairing),
+                                          name=f"follow {self._follower.topic}")
+        self._tasks = [supervising, repairing]
+        return supervising
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._follower.stop()
+
+    async def _partition_of_app(self, producer: AIOKafkaProducer, app_id: str) -> int:
+        partitions = sorted(await producer.partitions_for(self._follower.topic))
+        return DefaultPartitioner()(app_id.encode(), partitions, partitions)
+
+    async def _append(self, producer: AIOKafkaProducer, webhook_id: str, value: bytes | None,
+                      partition: int) -> Outcome:
+        self._writing[webhook_id] += 1
+        try:
+            sent = await producer.send_and_wait(self._follower.topic, value,
+                                                key=webhook_id.encode(), partition=partition)
+            where = (sent.partition, sent.offset)
+            _, outcome = self._outcomes.setdefault(
+                where, (webhook_id, asyncio.get_running_loop().create_future()))
+            try:
+                async with asyncio.timeout(self._confirm_timeout):
+                    return await outcome
+            except TimeoutError:
+                raise WriteNotConfirmed(
+                    f"webhook {webhook_id}: record {where[0]}@{where[1]} not read back within "
+                    f"{self._confirm_timeout:g}s") from None
+        finally:
+            self._writing[webhook_id] -= 1
+            if not self._writing[webhook_id]:
+                del self._writing[webhook_id]
+                for where in [w for w, (i, _) in self._outcomes.items() if i == webhook_id]:
+                    del self._outcomes[where]
+
+    def _apply(self, record: ConsumerRecord) -> None:
+        if record.key is None:
+            log.error("skipping a webhook record without a key at %d@%d",
+                      record.partition, record.offset)
+            return
+        webhook_id = record.key.decode(errors="replace")
+        webhook: Webhook | None = None
+        if record.value is None:
+            outcome = self._log.apply(record.partition, webhook_id, None)
+        else:
+            try:
+                webhook = webhook_decoder.decode(record.value)
+            except msgspec.DecodeError as exc:
+                log.error("undecodable webhook record (key %r): %s", webhook_id, exc)
+            if webhook is None or webhook.id != webhook_id:
+                webhook = None
+                outcome = self._log.apply_unreadable(record.partition, webhook_id)
+            else:
+                outcome = self._log.apply(record.partition, webhook_id, Written(
+                    webhook.version, webhook.app_id, webhook.app_limit, digest_of(record.value),
+                    is_repair=_is_repair(record)))
+        if outcome.kind in ("created", "updated"):
+            assert webhook is not None
+            self._keep_current(webhook, record.value)
+        elif outcome.kind == "deleted":
+            self._forget(webhook_id)
+        elif outcome.kind == "ignored":
+            log.info("webhook record at %d@%d lost: %s", record.partition, record.offset,
+                     outcome.reason, extra={"webhook_id": webhook_id})
+            if outcome.repair:
+                self._repairs_due.set()
+        if webhook_id in self._writing:
+            _, waiting = self._outcomes.setdefault(
+                (record.partition, record.offset),
+                (webhook_id, asyncio.get_running_loop().create_future()))
+            if not waiting.done():
+                waiting.set_result(outcome)
+
+    def _keep_current(self, webhook: Webhook, value: bytes) -> None:
         if self._keep:
-            self.delete(webhook.id, notify=False)
+            old = self._webhooks.get(webhook.id)
+            if old is not None and old.app_id != webhook.app_id:
+                self._by_app[old.app_id].pop(webhook.id, None)
             self._webhooks[webhook.id] = webhook
             self._by_app.setdefault(webhook.app_id, {})[webhook.id] = webhook
+            if self._repair_with is not None:
+                self._values[webhook.id] = value
         if self._on_change:
             self._on_change(webhook.id, webhook)
 
-    def delete(self, webhook_id: str, *, notify: bool = True) -> None:
+    def _forget(self, webhook_id: str) -> None:
         old = self._webhooks.pop(webhook_id, None)
+        self._values.pop(webhook_id, None)
         if old is not None:
             app = self._by_app[old.app_id]
             del app[webhook_id]
             if not app:
                 del self._by_app[old.app_id]
-        if notify and self._on_change:
+        if self._on_change:
             self._on_change(webhook_id, None)
 
-    async def start(self) -> asyncio.Task[None]:
-        """Start following the topic; the returned task's failure is fatal."""
-        return await self._follower.start()
+    async def _repair_forever(self) -> None:
+        """Once loaded (so that only the last record of each key counts), append a
+        repair for every id whose last record lost. Every ingest replica does it;
+        duplicates are no-ops."""
+        assert self._repair_with is not None
+        await self.ready.wait()
+        while True:
+            await self._repairs_due.wait()
+            self._repairs_due.clear()
+            producer = self._repair_with()
+            if producer is None:  # ingest's producer is not up yet
+                await asyncio.sleep(0.1)
+                self._repairs_due.set()
+                continue
+            repairs = self._log.take_repairs()
+            try:
+                sent = [await producer.send(
+                    self._follower.topic,
+                    None if repair.tombstone else self._values[repair.webhook_id],
+                    key=repair.webhook_id.encode(), partition=repair.partition,
+                    headers=_REPAIR_HEADERS,
+                ) for repair in repairs]
+                await asyncio.gather(*sent)
+            except KafkaError as exc:
+                log.warning("webhook repairs not written, retrying: %r", exc)
+                self._log.owe_repairs(repairs)
+                await asyncio.sleep(_REPAIR_BACKOFF)
+                self._repairs_due.set()
+                continue
+            for repair in repairs:
+                log.info("repaired webhook record (%s)",
+                         "tombstone" if repair.tombstone else "current record again",
+                         extra={"webhook_id": repair.webhook_id})
 
-    async def stop(self) -> None:
-        await self._follower.stop()
+    @staticmethod
+    async def _supervise(*tasks: asyncio.Task[None]) -> None:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+        raise RuntimeError("following the webhooks topic stopped")
 
-    def _apply(self, record: ConsumerRecord) -> None:
-        key, value = record.key, record.value
-        if value is None:
-            if key is not None:
-                self._deleted.add(key.decode())
-                self.delete(key.decode())
-            return
-        try:
-            webhook = webhook_decoder.decode(value)
-        except msgspec.DecodeError as exc:
-            log.error("skipping an undecodable webhook record (key %r): %s", key, exc)
-            return
-        self.put(webhook)
+
+def _is_repair(record: ConsumerRecord) -> bool:
+    return any(name == REPAIR_HEADER for name, _ in record.headers or ())

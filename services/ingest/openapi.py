@@ -43,10 +43,10 @@ _ERRORS = {
     401: "No token, or not a valid one.",
     403: "The token is valid for another app.",
     404: "No such webhook in this app.",
-    409: "A precondition failed (e.g. the per-app webhook limit).",
+    409: "A precondition failed: the per-app webhook limit, or a stale `version`.",
     413: "The body is over 256 KiB.",
     500: "Internal error, logged with the request id.",
-    503: "Kafka is unavailable; retry later.",
+    503: "Kafka is unavailable, or webhooks are still loading; retry later.",
 }
 _APP_ID = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _WEBHOOK_ID = {"name": "webhook_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -168,13 +168,13 @@ def openapi_document(version: str) -> dict[str, Any]:
             "/v1/apps/{app_id}/webhooks/{webhook_id}": {
                 "get": _operation("Get a webhook", 200, WebhookOut, params=hook, errors=(404,)),
                 "patch": _operation("Update a webhook", 200, WebhookOut, body=WebhookPatch,
-                                    params=hook, errors=(404,)),
+                                    params=hook, errors=(404, 409)),
                 "delete": _operation("Delete a webhook", 204, None, params=hook, errors=(404,)),
             },
             "/v1/apps/{app_id}/webhooks/{webhook_id}/secret/rotate": {
                 "post": _operation("Rotate a webhook's secret", 200, SecretRotated,
                                    body=SecretRotation, body_required=False, params=hook,
-                                   errors=(404,)),
+                                   errors=(404, 409)),
             },
             "/v1/apps/{app_id}/webhooks/{webhook_id}/test": {
                 "post": _operation("Send a test event", 202, EventAccepted, params=hook,

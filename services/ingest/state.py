@@ -11,8 +11,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from schemas.webhooks import Webhook
 from services.common.topics import Topics, missing_topics
-from services.common.webhooks_view import WebhooksView
+from services.common.webhooks_view import WebhooksView, WriteNotConfirmed
 from services.ingest.attempts_log import AttemptsLog
 from services.ingest.errors import ApiError
 from services.ingest.idempotency import IdempotencyKeys
@@ -27,7 +28,10 @@ class Ingest:
         self.settings = settings
         self.topics = Topics(settings.kafka.topic_prefix)
         self.metrics = IngestMetrics()
-        self.view = WebhooksView(settings.kafka.bootstrap, self.topics.webhooks)
+        # Ingest repairs the webhooks topic after every record that lost (see
+        # WebhookLog): it holds the API's producer.
+        self.view = WebhooksView(settings.kafka.bootstrap, self.topics.webhooks,
+                                 repair_with=lambda: self.producer)
         self.attempts = AttemptsLog(settings.kafka.bootstrap, self.topics.attempts)
         self.idempotency = IdempotencyKeys()
         self.producer: AIOKafkaProducer | None = None
@@ -52,6 +56,36 @@ class Ingest:
         except KafkaError as exc:
             log.error("kafka write to %s failed: %r", topic, exc)
             raise ApiError(503, "the event store is unavailable; retry later") from exc
+
+    def check_webhook_writes_open(self) -> None:
+        """503 until the webhooks view is loaded: a write checked against a view
+        that has not read the whole topic could refuse or resurrect by mistake."""
+        if self.producer is None or not self.view.ready.is_set():
+            raise ApiError(503, "webhooks are still loading; retry later")
+
+    async def write_webhook(self, webhook: Webhook) -> bool:
+        """Append a webhook record; True when it won (see WebhooksView.write)."""
+        assert self.producer is not None
+        try:
+            return await self.view.write(self.producer, webhook)
+        except (KafkaError, WriteNotConfirmed) as exc:
+            raise self._unavailable(exc) from exc
+
+    async def delete_webhook(self, webhook_id: str) -> bool:
+        """Append a tombstone; True once the webhook is deleted, for good."""
+        assert self.producer is not None
+        try:
+            return await self.view.delete(self.producer, webhook_id)
+        except (KafkaError, WriteNotConfirmed) as exc:
+            raise self._unavailable(exc) from exc
+
+    @staticmethod
+    def _unavailable(exc: Exception) -> ApiError:
+        log.error("webhook write failed: %r", exc)
+        if isinstance(exc, WriteNotConfirmed):
+            return ApiError(503, "the webhook write is not confirmed yet; read the webhook "
+                                 "back before retrying")
+        return ApiError(503, "the event store is unavailable; retry later")
 
     async def readiness(self) -> str | None:
         if self.producer is None or self.admin is None:

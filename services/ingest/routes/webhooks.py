@@ -4,6 +4,7 @@ secret, send a test event."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 import msgspec
@@ -39,6 +40,8 @@ from services.ingest.validation import webhook_problems
 
 log = logging.getLogger(__name__)
 
+WRITE_ATTEMPTS = 3  # tries of a PATCH or rotation without `version` that lose a race
+
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/apps/{app_id}/webhooks", create_webhook)
@@ -55,9 +58,10 @@ async def create_webhook(request: web.Request) -> web.Response:
     ingest = request.app[INGEST]
     body = await decode_body(request, WebhookCreate)
     _validate_webhook(body, ingest)
+    ingest.check_webhook_writes_open()
     limit = ingest.settings.max_webhooks_per_app
     if len(ingest.view.of_app(app_id)) >= limit:
-        raise ApiError(409, f"app {app_id} already has {limit} webhooks, the most allowed")
+        raise _over_limit(app_id, limit)
     created = now()
     webhook = Webhook(
         id=new_id("wh"),
@@ -72,10 +76,18 @@ async def create_webhook(request: web.Request) -> web.Response:
         headers=body.headers,
         description=body.description,
         enabled=body.enabled,
+        version=1,
+        app_limit=limit,
     )
-    await _save(ingest, webhook)
+    if not await ingest.write_webhook(webhook):
+        # A new id can only lose to the limit: another replica's create came first.
+        raise _over_limit(app_id, limit)
     log.info("webhook created", extra={"webhook_id": webhook.id})
     return json_response(WebhookOut.of(webhook, with_secret=True), status=201)
+
+
+def _over_limit(app_id: str, limit: int) -> ApiError:
+    return ApiError(409, f"app {app_id} already has {limit} webhooks, the most allowed")
 
 
 def _validate_webhook(body: WebhookCreate, ingest: Ingest) -> None:
@@ -84,36 +96,60 @@ def _validate_webhook(body: WebhookCreate, ingest: Ingest) -> None:
         raise ApiError.invalid(problems)
 
 
-async def _save(ingest: Ingest, webhook: Webhook) -> None:
-    await ingest.produce(ingest.topics.webhooks, webhook.id, encoder.encode(webhook))
-    ingest.view.put(webhook)
+async def _update(request: web.Request, app_id: str, version: int | None,
+                  change: Callable[[Webhook], Webhook]) -> Webhook:
+    """Write `change(current)` as the next version of the path's webhook. With an
+    explicit `version`, a current version other than it, or a lost race, is a
+    409; without, a lost race is retried on the new current record a few times."""
+    ingest = request.app[INGEST]
+    ingest.check_webhook_writes_open()
+    for attempt in range(WRITE_ATTEMPTS):
+        current = webhook_of(request, app_id)  # a 404 once deleted
+        if version is not None and (attempt or version != current.version):
+            raise _stale(current, version)
+        webhook = msgspec.structs.replace(change(current), version=current.version + 1)
+        if await ingest.write_webhook(webhook):
+            return webhook
+        # Lost: this view has now read the record that won; try again on it.
+    raise ApiError(409, f"webhook {current.id} kept changing under this write "
+                        f"({WRITE_ATTEMPTS} attempts); read it and retry")
+
+
+def _stale(current: Webhook, version: int) -> ApiError:
+    return ApiError(409, f"webhook {current.id} is at version {current.version}, "
+                         f"not {version}; read it and retry",
+                    [ErrorDetail("version", f"stale: the current version is {current.version}")])
 
 
 async def patch_webhook(request: web.Request) -> web.Response:
     app_id = authorized_app(request)
     ingest = request.app[INGEST]
-    current = webhook_of(request, app_id)
+    webhook_of(request, app_id)
     patch = await decode_body(request, WebhookPatch)
-    merged = WebhookCreate(**{
-        name: getattr(patch, name) if getattr(patch, name) is not msgspec.UNSET
-        else getattr(current, name)
-        for name in WebhookPatch.__struct_fields__
-    } | {"client_credentials": _credentials_in(patch, current)})
-    _validate_webhook(merged, ingest)
-    reenabled = merged.enabled and not current.enabled
-    webhook = msgspec.structs.replace(
-        current,
-        target=merged.target,
-        triggers=merged.triggers or [],
-        target_type=merged.target_type,
-        client_credentials=merged.client_credentials,
-        headers=merged.headers,
-        description=merged.description,
-        enabled=merged.enabled,
-        disabled_reason=None if reenabled else current.disabled_reason,
-        updated_at=now(),
-    )
-    await _save(ingest, webhook)
+
+    def patched(current: Webhook) -> Webhook:
+        merged = WebhookCreate(**{
+            name: getattr(patch, name) if getattr(patch, name) is not msgspec.UNSET
+            else getattr(current, name)
+            for name in WebhookPatch.__struct_fields__ if name != "version"
+        } | {"client_credentials": _credentials_in(patch, current)})
+        _validate_webhook(merged, ingest)
+        reenabled = merged.enabled and not current.enabled
+        return msgspec.structs.replace(
+            current,
+            target=merged.target,
+            triggers=merged.triggers or [],
+            target_type=merged.target_type,
+            client_credentials=merged.client_credentials,
+            headers=merged.headers,
+            description=merged.description,
+            enabled=merged.enabled,
+            disabled_reason=None if reenabled else current.disabled_reason,
+            updated_at=now(),
+        )
+
+    version = None if patch.version is msgspec.UNSET else patch.version
+    webhook = await _update(request, app_id, version, patched)
     log.info("webhook updated", extra={"webhook_id": webhook.id})
     return json_response(WebhookOut.of(webhook, with_secret=True))
 
@@ -127,18 +163,21 @@ def _credentials_in(patch: WebhookPatch, current: Webhook) -> ClientCredentials 
 async def rotate_secret(request: web.Request) -> web.Response:
     app_id = authorized_app(request)
     ingest = request.app[INGEST]
-    current = webhook_of(request, app_id)
+    webhook_of(request, app_id)
     body = await decode_body(request, SecretRotation) if await request.read() else SecretRotation()
     if body.secret is not None and not 0 < len(body.secret) <= 256:
         raise ApiError.invalid([ErrorDetail("secret", "must be 1 to 256 characters")])
-    at = now()
+    secret = body.secret or generate_secret()  # the same one if the write is retried
     overlap = timedelta(seconds=ingest.settings.secret_rotation_overlap)
-    retired = [RetiredSecret(secret=current.secret, expires_at=at + overlap)]
-    retired += [r for r in current.retired_secrets if r.expires_at > at]
-    webhook = msgspec.structs.replace(
-        current, secret=body.secret or generate_secret(), retired_secrets=retired, updated_at=at
-    )
-    await _save(ingest, webhook)
+
+    def rotated(current: Webhook) -> Webhook:
+        at = now()
+        retired = [RetiredSecret(secret=current.secret, expires_at=at + overlap)]
+        retired += [r for r in current.retired_secrets if r.expires_at > at]
+        return msgspec.structs.replace(current, secret=secret, retired_secrets=retired,
+                                       updated_at=at)
+
+    webhook = await _update(request, app_id, body.version, rotated)
     log.info("webhook secret rotated", extra={"webhook_id": webhook.id})
     return json_response(SecretRotated(webhook.secret))
 
@@ -173,10 +212,12 @@ async def get_webhook(request: web.Request) -> web.Response:
 
 
 async def delete_webhook(request: web.Request) -> web.Response:
+    """A delete is final: every later write for this id loses, in every reader."""
     app_id = authorized_app(request)
     ingest = request.app[INGEST]
     webhook = webhook_of(request, app_id)
-    await ingest.produce(ingest.topics.webhooks, webhook.id, None)
-    ingest.view.delete(webhook.id)
+    ingest.check_webhook_writes_open()
+    if not await ingest.delete_webhook(webhook.id):
+        raise ApiError(404, f"no webhook {webhook.id} in app {app_id}")
     log.info("webhook deleted", extra={"webhook_id": webhook.id})
     return web.Response(status=204)

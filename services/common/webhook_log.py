@@ -1,0 +1,219 @@
+"""Which record of the compacted `webhooks` topic wins: the conditional-append
+rules that every reader applies, record by record, in log order, so that every
+instance of every service that reads the same log holds the same webhooks.
+
+Pure: no I/O, no Kafka. `WebhooksView` feeds it the records it reads.
+
+The rules, for a record of webhook `id` read from partition `p`:
+
+- A tombstone deletes, and the id is remembered as deleted: a delete is final.
+- A record for a deleted id is ignored.
+- A record for an id whose current record lives in another partition is ignored
+  (writers keep each id in one partition; see `WebhooksView.write`).
+- With a current record of version `v`: version `v + 1` is applied; the same
+  version with the same bytes is a no-op (a repair, or a duplicate); a version
+  above `v + 1` is applied (records in between were compacted away: no writer
+  can base a write on a version that an in-order reader has not seen); a legacy
+  version 0 over a version 0 is applied (last writer wins, as before versions);
+  anything else is ignored as stale.
+- With no current record, version 0 or 1 is a create: applied only while the
+  app has fewer than the record's `app_limit` live webhooks in this partition
+  (0: not checked). A higher version, or a repair, is applied (its history was
+  compacted away).
+
+Compaction keeps only the last record of each key, so a record that lost must
+not stay the last one for its key: `take_repairs` says, for each id whose last
+record lost, in which partition to append the current record again (a no-op
+for every reader; marked as a repair) or a tombstone (the id is deleted or was
+never created). Then compaction never changes what readers conclude: a reader
+of the compacted log ends where a reader of the whole log ends, provided the
+cleaner compacted no losing record before its repair was appended.
+
+Memory: per live webhook a `Current` (version, app id, partition, 8-byte
+digest); the deleted ids in an LRU of `deleted_capacity` ids (100,000 by
+default, some 16 MB). An id evicted from it is forgotten: a write for it would
+count as a create or as history, but no writer writes for an id it has not got.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from typing import Literal
+
+DELETED_CAPACITY = 100_000
+
+Kind = Literal["created", "updated", "deleted", "unchanged", "ignored"]
+
+
+def digest_of(value: bytes) -> bytes:
+    """The content hash a record is compared by (its exact bytes)."""
+    return hashlib.blake2b(value, digest_size=8).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What the rules read of a record that is not a tombstone."""
+
+    version: int
+    app_id: str
+    app_limit: int
+    digest: bytes
+    # A repair: a copy of a record that was applied. When it is the first record a
+    # reader sees of its id (compaction dropped the original), it is not judged
+    # against the app's limit again: other webhooks' records may now precede it.
+    is_repair: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Current:
+    """What the rules keep of a webhook's current record."""
+
+    version: int
+    app_id: str
+    partition: int
+    digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    kind: Kind
+    reason: str = ""
+    repair: bool = False  # a record that lost and must not stay last for its key
+
+    @property
+    def holds(self) -> bool:
+        """Whether the record is now the current state (applied, or already was)."""
+        return self.kind != "ignored"
+
+
+_UNCHANGED = Outcome("unchanged")
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    """Append to `partition` the id's current record again, or a tombstone."""
+
+    webhook_id: str
+    partition: int
+    tombstone: bool
+
+
+class WebhookLog:
+    def __init__(self, deleted_capacity: int = DELETED_CAPACITY) -> None:
+        self._current: dict[str, Current] = {}
+        self._deleted: OrderedDict[str, None] = OrderedDict()
+        self._deleted_capacity = deleted_capacity
+        self._live: Counter[tuple[int, str]] = Counter()  # (partition, app id) -> webhooks
+        # (id, partition) whose last record lost there: an ordered set
+        self._repairs: dict[tuple[str, int], None] = {}
+
+    def __len__(self) -> int:
+        return len(self._current)
+
+    def current(self, webhook_id: str) -> Current | None:
+        return self._current.get(webhook_id)
+
+    def is_deleted(self, webhook_id: str) -> bool:
+        return webhook_id in self._deleted
+
+    def live(self, partition: int, app_id: str) -> int:
+        """How many webhooks of `app_id` live in `partition`."""
+        return self._live[partition, app_id]
+
+    def apply(self, partition: int, webhook_id: str, record: Written | None) -> Outcome:
+        """Apply the next record of `partition` (None: a tombstone)."""
+        outcome = (self._tombstone(partition, webhook_id) if record is None
+                   else self._written(partition, webhook_id, record))
+        self._note_repair(partition, webhook_id, outcome)
+        return outcome
+
+    def apply_unreadable(self, partition: int, webhook_id: str) -> Outcome:
+        """A record that does not decode (or names another id): it loses, and is
+        repaired unless the id lives in another partition."""
+        current = self._current.get(webhook_id)
+        if current is not None and current.partition != partition:
+            return Outcome("ignored", "unreadable, outside the webhook's partition")
+        outcome = Outcome("ignored", "unreadable", repair=True)
+        self._note_repair(partition, webhook_id, outcome)
+        return outcome
+
+    def take_repairs(self) -> list[Repair]:
+        """What to append so that no record that lost stays last for its key:
+        the current record again where it lives, else a tombstone. Forgotten
+        once taken (`owe_repairs` gives back those not written)."""
+        taken, self._repairs = self._repairs, {}
+        repairs = []
+        for webhook_id, partition in taken:
+            current = self._current.get(webhook_id)
+            if current is None:
+                repairs.append(Repair(webhook_id, partition, tombstone=True))
+            elif current.partition == partition:
+                repairs.append(Repair(webhook_id, partition, tombstone=False))
+            # else: it lives elsewhere now; a tombstone here could delete it
+        return repairs
+
+    def owe_repairs(self, repairs: list[Repair]) -> None:
+        for repair in repairs:
+            self._repairs[repair.webhook_id, repair.partition] = None
+
+    def _tombstone(self, partition: int, webhook_id: str) -> Outcome:
+        current = self._current.get(webhook_id)
+        if current is not None and current.partition != partition:
+            return Outcome("ignored", f"tombstone outside the webhook's partition "
+                                      f"{current.partition}")
+        if webhook_id in self._deleted:
+            self._deleted.move_to_end(webhook_id)
+            return _UNCHANGED
+        if current is not None:
+            del self._current[webhook_id]
+            self._count(current.partition, current.app_id, -1)
+        self._deleted[webhook_id] = None
+        if len(self._deleted) > self._deleted_capacity:
+            self._deleted.popitem(last=False)
+        return Outcome("deleted")
+
+    def _written(self, partition: int, webhook_id: str, record: Written) -> Outcome:
+        if webhook_id in self._deleted:
+            self._deleted.move_to_end(webhook_id)
+            return Outcome("ignored", "the webhook was deleted", repair=True)
+        current = self._current.get(webhook_id)
+        if current is None:
+            return self._created(partition, webhook_id, record)
+        if current.partition != partition:
+            return Outcome("ignored", f"outside the webhook's partition {current.partition}")
+        if record.app_id != current.app_id:
+            return Outcome("ignored", "names another app", repair=True)
+        if record.version == current.version and record.digest == current.digest:
+            return _UNCHANGED
+        if (record.version > current.version
+                or record.version == current.version == 0):
+            self._current[webhook_id] = Current(record.version, record.app_id, partition,
+                                                record.digest)
+            return Outcome("updated")
+        return Outcome("ignored", f"stale: version {record.version} over {current.version}",
+                       repair=True)
+
+    def _created(self, partition: int, webhook_id: str, record: Written) -> Outcome:
+        if (record.version <= 1 and record.app_limit > 0 and not record.is_repair
+                and self._live[partition, record.app_id] >= record.app_limit):
+            return Outcome("ignored", f"app {record.app_id} has {record.app_limit} webhooks, "
+                                      "the most allowed", repair=True)
+        self._current[webhook_id] = Current(record.version, record.app_id, partition,
+                                            record.digest)
+        self._count(partition, record.app_id, +1)
+        return Outcome("created")
+
+    def _count(self, partition: int, app_id: str, change: int) -> None:
+        key = (partition, app_id)
+        self._live[key] += change
+        if self._live[key] <= 0:
+            del self._live[key]
+
+    def _note_repair(self, partition: int, webhook_id: str, outcome: Outcome) -> None:
+        """Track whether the last record of `webhook_id` in its partition lost."""
+        if outcome.repair:
+            self._repairs[webhook_id, partition] = None
+        elif outcome.kind != "ignored":
+            self._repairs.pop((webhook_id, partition), None)
