@@ -1,6 +1,9 @@
 """Records of `deliveries`, its retry tiers and `deliveries.dlq`: one task per
 (event, matching webhook). The webhook itself is looked up at every attempt, so
-a change to it applies to tasks already queued."""
+a change to it applies to tasks already queued.
+
+Evolution rules: new fields get defaults; a field's type never changes; unknown
+fields are skipped when decoding."""
 
 from __future__ import annotations
 
@@ -17,12 +20,23 @@ class DeliveryTask(msgspec.Struct, kw_only=True, omit_defaults=True):
     event_created_at: datetime
     # The envelope exactly as it is delivered and signed.
     body: msgspec.Raw
+    # The number the next real attempt carries: a deferral (breaker, full
+    # queue, unknown webhook) keeps it.
     attempt: int = 1
-    # Whether a real HTTP attempt was made: until then an open circuit breaker
-    # defers the task without using up its attempts.
+    # Whether a real HTTP attempt was made.
     tried: bool = False
-    # Set on the retry tiers: Unix time before which the task is not attempted.
+    # On a retry tier: when this record comes due, always the tier's delay after
+    # it was written, so each tier partition comes due in offset order.
     due_at: float | None = None
+    # Unix time before which the task is not attempted, when later than
+    # `due_at`: a wait longer than one tier is made of hops through the tiers.
+    not_before: float | None = None
+    # Set once, when the deliverer first handles the task: that time plus the
+    # schedule's total. Until then a circuit breaker may defer it; after it, a
+    # task deferred for a full queue is dead-lettered.
+    deadline: float | None = None
+    # When the deliverer first found the task's webhook unknown to its view.
+    unknown_since: float | None = None
     last_error: str | None = None
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import aiohttp
@@ -17,18 +16,12 @@ from services.common.secrets import signing_key
 from services.common.target_policy import TargetPolicy
 from services.deliverer.guard import GuardedResolver, TargetRefused
 from services.deliverer.oauth import TokenCache, TokenError
-from services.deliverer.outcomes import Failed, Outcome, Refused, of_response
+from services.deliverer.outcomes import Failed, Outcome, Refused, Report, of_response
 from services.deliverer.signing import signature_headers
 
 EXCERPT_BYTES = 1024
 
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    outcome: Outcome
-    latency: float
-    status_code: int | None = None
-    excerpt: str | None = None
+__all__ = ["Attempter", "Report", "guarded_session", "ssl_context"]
 
 
 def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:

@@ -1,10 +1,15 @@
 """A circuit breaker per target: after `threshold` consecutive failures the
 target is skipped for a cool-down that doubles each time it trips again; one
-probe is let through when it ends. Pure (the caller passes the time)."""
+probe is let through when it ends, and every probe ends: a success closes the
+breaker, a failure trips it again, and anything else (a refusal, an attempt
+that never ran) releases the probe for the next task. Pure (the caller passes
+the time)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from services.deliverer.outcomes import Delivered, Failed, Gone, Outcome
 
 
 @dataclass(slots=True)
@@ -23,6 +28,8 @@ class Breakers:
         self._states: dict[str, _State] = {}
 
     def allows(self, target: str, now: float) -> bool:
+        """Whether `target` may be tried now; when its cool-down is over, the
+        first caller takes the probe (and must `settle` or `release` it)."""
         state = self._states.get(target)
         if state is None or state.failures < self._threshold:
             return True
@@ -41,6 +48,22 @@ class Breakers:
         if state is None or state.failures < self._threshold:
             return 0.0
         return max(0.0, state.open_until - now)
+
+    def settle(self, target: str, outcome: Outcome, now: float) -> None:
+        """What an attempt to `target` came to: success closes, a failure (410
+        included) counts, anything else only ends a probe."""
+        if isinstance(outcome, Delivered):
+            self.succeeded(target)
+        elif isinstance(outcome, Failed | Gone):
+            self.failed(target, now)
+        else:
+            self.release(target)
+
+    def release(self, target: str) -> None:
+        """End a probe without a verdict: the next task may probe."""
+        state = self._states.get(target)
+        if state is not None:
+            state.probing = False
 
     def succeeded(self, target: str) -> None:
         self._states.pop(target, None)

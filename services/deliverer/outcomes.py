@@ -36,17 +36,18 @@ class Refused:
     error: str
 
 
+Outcome = Delivered | Failed | Gone | Refused
+
+
 @dataclass(frozen=True, slots=True)
-class Deferred:
-    """Not attempted now: the target is saturated (no attempt is used up), or
-    its breaker is open for `wait` more seconds (`breaker`: the attempt counts)."""
+class Report:
+    """An attempt as the attempts log shows it: its outcome, how long it took,
+    the status code and the first KiB of the response, when there was one."""
 
-    error: str
-    wait: float = 0.0
-    breaker: bool = False
-
-
-Outcome = Delivered | Failed | Gone | Refused | Deferred
+    outcome: Outcome
+    latency: float
+    status_code: int | None = None
+    excerpt: str | None = None
 
 
 def of_response(status: int, reason: str, retry_after: str | None, now: datetime) -> Outcome:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from services.common.config import ConfigError, Env, KafkaSettings, parse_duration, parse_list
 from services.common.target_policy import TargetPolicy
+from services.deliverer.fair_queue import Limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,12 +16,43 @@ class Settings:
     delivery_timeout: float = 15.0
     target_policy: TargetPolicy = TargetPolicy()
     ca_bundle: str | None = None
+    # Attempts under way at once: in all, to one endpoint URL, for one app.
     max_in_flight: int = 200
     max_in_flight_per_target: int = 20
+    max_in_flight_per_app: int = 50
+    # Tasks waiting for a slot, in memory: in all, per (app, endpoint), per app.
+    max_queued: int = 10_000
+    max_queued_per_target: int = 1_000
+    max_queued_per_app: int = 5_000
+    # A task that would wait longer than this in a full queue is deferred.
+    max_queue_wait: float = 10.0
+    # How long a task whose webhook the deliverer does not know is deferred
+    # (from its first deferral) before it is dead-lettered.
+    unknown_webhook_grace: float = 60.0
     disable_after: float = 5 * 86400.0
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9102
     log_format: str = "json"
+
+    def __post_init__(self) -> None:
+        for name in ("max_in_flight", "max_in_flight_per_target", "max_in_flight_per_app",
+                     "max_queued", "max_queued_per_target", "max_queued_per_app"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"HOOKBUS_{name.upper()}: must be at least 1")
+        if self.delivery_timeout <= 0:
+            raise ConfigError("HOOKBUS_DELIVERY_TIMEOUT: must be positive")
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            in_flight=self.max_in_flight,
+            in_flight_per_target=self.max_in_flight_per_target,
+            in_flight_per_app=self.max_in_flight_per_app,
+            queued=self.max_queued,
+            queued_per_target=self.max_queued_per_target,
+            queued_per_app=self.max_queued_per_app,
+            max_wait=self.max_queue_wait,
+        )
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
@@ -42,6 +74,12 @@ class Settings:
             ca_bundle=env.optional("CA_BUNDLE"),
             max_in_flight=env.int("MAX_IN_FLIGHT", 200),
             max_in_flight_per_target=env.int("MAX_IN_FLIGHT_PER_TARGET", 20),
+            max_in_flight_per_app=env.int("MAX_IN_FLIGHT_PER_APP", 50),
+            max_queued=env.int("MAX_QUEUED", 10_000),
+            max_queued_per_target=env.int("MAX_QUEUED_PER_TARGET", 1_000),
+            max_queued_per_app=env.int("MAX_QUEUED_PER_APP", 5_000),
+            max_queue_wait=env.duration("MAX_QUEUE_WAIT", "10s"),
+            unknown_webhook_grace=env.duration("UNKNOWN_WEBHOOK_GRACE", "60s"),
             disable_after=env.duration("DISABLE_AFTER", "5d"),
             metrics_host=env.str("METRICS_HOST", "127.0.0.1"),
             metrics_port=env.int("METRICS_PORT", 9102),
