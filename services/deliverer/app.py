@@ -1,12 +1,23 @@
 """The deliverer: consumes `deliveries` and the retry tiers, attempts each task,
-and writes what follows (a retry, a dead letter, the attempt record).
+and writes what follows. This module is the I/O shell; what to do is decided
+by pure code: `next_steps` (what stands in a task's way, and the writes after
+it), `fair_queue` (who gets an attempt slot), `retry_policy`, `breaker` and
+`watermarks`.
 
-Isolation: many attempts run at once, from any partition; an offset is committed
-only up to the lowest unfinished record of its partition (`Watermarks`), and
-only after that record's outputs were acknowledged. Each target has a cap on
-attempts at once; a target already holding half the capacity, or whose breaker
-is open, has further tasks moved to a retry tier instead of waiting, so one
-slow endpoint never holds the others up.
+Fair shares: a task whose webhook may be tried joins its (app, endpoint) queue
+in memory, holding no slot; slots go round-robin over apps, then over their
+endpoints, within the caps per endpoint URL, per app and in all. A task that
+finds its queue full waits (its partition is rewound to it and paused until
+there is room) while that queue keeps moving, and is deferred to a retry tier
+when it does not: a burst to a healthy endpoint is slowed down, a slow tenant
+never holds up the others.
+
+Commits: many records are under way at once, from any partition; an offset is
+committed only up to the lowest unfinished record of its partition, queued
+ones included, and only after that record's writes were acknowledged. A
+rebalance drops the queued tasks of revoked partitions (their new owner
+repeats them) and lets the attempts under way finish briefly; what finishes
+later is neither committed nor an error.
 
 Retry tiers: a tier partition whose head record is not yet due is paused and
 rewound to that record until it is; nothing sleeps per record."""
@@ -17,9 +28,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -28,23 +41,47 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
-from schemas.attempts import Attempt
 from schemas.deliveries import DeliveryTask, delivery_task_decoder
 from schemas.webhooks import Webhook
+from services.common import webhooks_view
 from services.common.ops_server import create_ops_app, start_ops_server
 from services.common.topics import Topics
 from services.common.webhooks_view import WebhooksView
-from services.deliverer.attempt import Attempter, Report, guarded_session
+from services.deliverer.attempt import Attempter, guarded_session
 from services.deliverer.breaker import Breakers
+from services.deliverer.fair_queue import Defer, FairQueue, Slot, Wait
 from services.deliverer.metrics import DelivererMetrics
-from services.deliverer.outcomes import Deferred, Delivered, Failed, Gone, Outcome, Refused
-from services.deliverer.retry_policy import GiveUp, deferral, next_step
+from services.deliverer.next_steps import (
+    Attempted,
+    BreakerOpen,
+    DeadLetter,
+    Disable,
+    Go,
+    Policy,
+    QueueFull,
+    RecordAttempt,
+    Retry,
+    Situation,
+    UnknownWebhook,
+    Write,
+    next_steps,
+    triage,
+)
+from services.deliverer.outcomes import Refused
 from services.deliverer.settings import Settings
 from services.deliverer.watermarks import Watermarks
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
 COMMIT_INTERVAL = 0.5
+MAX_FETCH = 500            # records per fetch, at most
+UNKNOWN_HOLD = 2.0         # seconds a task of an unknown webhook waits in memory for the view
+MAX_HOLDING = 1_000        # tasks held so at once; more go to a retry tier at once
+REVOKE_MARGIN = 2.0        # seconds beyond the attempt timeout that a revocation waits
+REBALANCE_MARGIN = 10.0    # seconds beyond the attempt timeout that a rebalance may take
+# Until the versioned view lands everywhere: a write it could not confirm.
+_WRITE_UNCONFIRMED: tuple[type[Exception], ...] = tuple(
+    e for e in (getattr(webhooks_view, "WriteNotConfirmed", None),) if e is not None)
 
 
 def target_of(url: str) -> str:
@@ -53,6 +90,26 @@ def target_of(url: str) -> str:
     host (a SaaS receiver), and one of them failing must not hold up the rest."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+@dataclass(eq=False, slots=True)
+class _Entry:
+    """A record under way: its place in the partition, and its task."""
+
+    tp: TopicPartition
+    offset: int
+    task: DeliveryTask
+    generation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _HeldBack:
+    """A partition rewound to a task whose queue was full, until it has room."""
+
+    app: str
+    target: str
+    offset: int
+    until: float
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -71,17 +128,21 @@ class Deliverer:
         self.settings = settings
         self.topics = Topics(settings.kafka.topic_prefix, settings.retry_schedule)
         self.tier_topics = {name: delay for delay, name in self.topics.retry_tiers.items()}
+        self.policy = Policy(settings.retry_schedule, settings.disable_after,
+                             settings.unknown_webhook_grace)
         self.metrics = DelivererMetrics()
         self.view = WebhooksView(settings.kafka.bootstrap, self.topics.webhooks)
         self.watermarks = Watermarks()
         self.breakers = Breakers()
+        self.queue: FairQueue[_Entry] = FairQueue(settings.limits)
         self.assigned = False
         self._resolver = resolver
-        self._held: Counter[str] = Counter()           # tasks attempting or waiting, per target
-        self._slots: dict[str, asyncio.Semaphore] = {}  # per target: attempts at once
-        self._failing_since: dict[str, float] = {}     # webhook id -> first failure of a streak
+        self._failing_since: dict[str, float] = {}      # webhook id -> first failure of a streak
         self._paused: dict[TopicPartition, float] = {}  # tier partition -> when its head is due
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._held_back: dict[TopicPartition, _HeldBack] = {}
+        self._patience_over: dict[TopicPartition, int] = {}  # offset to defer when read again
+        self._handles: dict[asyncio.Task[None], TopicPartition] = {}
+        self._holding = 0
         self._room = asyncio.Event()
         self._stopping = asyncio.Event()
         self._fatal: BaseException | None = None
@@ -106,12 +167,16 @@ class Deliverer:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=2
         )
+        # A revocation lets the attempts under way finish: the group must wait longer.
+        rebalance_ms = int((settings.delivery_timeout + REBALANCE_MARGIN) * 1000)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=f"{settings.kafka.topic_prefix}deliverer",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=settings.max_in_flight,
+            max_poll_records=MAX_FETCH,
+            rebalance_timeout_ms=rebalance_ms,
+            max_poll_interval_ms=max(300_000, rebalance_ms),
         )
         session = guarded_session(settings.target_policy, settings.ca_bundle,
                                   settings.max_in_flight, self._resolver)
@@ -144,25 +209,28 @@ class Deliverer:
         if self._fatal is not None:
             raise RuntimeError("a delivery task failed unexpectedly") from self._fatal
 
+    # -- fetching ----------------------------------------------------------------
     async def _consume(self, consumer: AIOKafkaConsumer, view_task: asyncio.Task[None]) -> None:
         last_commit = time.monotonic()
         while not self._stopping.is_set():
             if view_task.done():
                 raise RuntimeError("the webhooks view stopped") from view_task.exception()
-            room = self.settings.max_in_flight - len(self._tasks)
+            # Queued tasks and attempts have their own bounds; what else is under
+            # way (writes, tasks held for the view) bounds the fetch.
+            room = self.settings.max_in_flight - (len(self._handles) - self.queue.running)
             if room <= 0:
                 self._room.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._room.wait(), COMMIT_INTERVAL)
-                except TimeoutError:
-                    pass
             else:
-                batches = await consumer.getmany(timeout_ms=200, max_records=room)
+                batches = await consumer.getmany(timeout_ms=100 if self._held_back else 200,
+                                                 max_records=min(room, MAX_FETCH))
                 for tp, records in batches.items():
                     self._dispatch(consumer, tp, records)
-            self._resume_due(consumer)
-            self.metrics.observe_state(len(self._tasks), self.breakers.open_count(time.time()),
-                                       len(self._paused))
+            self._resume_ready(consumer)
+            self.metrics.observe_state(
+                self.queue.running, self.breakers.open_count(time.time()), len(self._paused),
+                self.queue.queued, len(self._held_back))
             if time.monotonic() - last_commit >= COMMIT_INTERVAL:
                 await self._commit(consumer)
                 await self._observe_lag(consumer)
@@ -172,43 +240,259 @@ class Deliverer:
                   records: list[ConsumerRecord]) -> None:
         now = time.time()
         for record in records:
-            try:
-                task = delivery_task_decoder.decode(record.value)
-            except msgspec.DecodeError as exc:
-                task = None
-                poison = str(exc)
-            if task is not None and tp.topic in self.tier_topics and (task.due_at or 0) > now:
+            task, poison = _decode(record)
+            if task is None:
+                generation = self.watermarks.started(tp, record.offset)
+                self._spawn(_Entry(tp, record.offset, None, generation),  # type: ignore[arg-type]
+                            self._dead_letter_raw(record, poison))
+                continue
+            if tp.topic in self.tier_topics and (task.due_at or 0) > now:
                 # Not due: hold this partition at this record until it is.
-                consumer.pause(tp)
-                consumer.seek(tp, record.offset)
+                self._rewind(consumer, tp, record.offset)
                 self._paused[tp] = task.due_at or now
                 return
-            self.watermarks.started(tp, record.offset)
-            work = self._handle(task, record) if task is not None else \
-                self._dead_letter_raw(record, poison)
-            handle = asyncio.create_task(self._finish(tp, record.offset, work))
-            self._tasks.add(handle)
+            if not self._admit(consumer, _Entry(tp, record.offset, task), now):
+                return
 
-    async def _finish(self, tp: TopicPartition, offset: int, work: object) -> None:
-        try:
-            await work  # type: ignore[misc]
-            self.watermarks.finished(tp, offset)
-        except Exception as exc:  # an unknown failure must not leave a stuck consumer
-            log.critical("delivery task at %s@%d failed; stopping", tp, offset, exc_info=exc)
-            self._fatal = exc
-            self._stopping.set()
-        finally:
-            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
-            self._room.set()
+    def _admit(self, consumer: AIOKafkaConsumer, entry: _Entry, now: float) -> bool:
+        """Queue the record's task, or start what follows it; False when its
+        partition was rewound to it (its queue is full but moving)."""
+        task, tp = entry.task, entry.tp
+        webhook = self.view.get(task.webhook_id)
+        situation = self._triage(task, webhook, now)
+        if isinstance(situation, Go):
+            assert webhook is not None
+            target = target_of(webhook.target)
+            may_wait = self._patience_over.pop(tp, None) != entry.offset
+            admission = self.queue.offer(task.app_id, target, entry, now, may_wait=may_wait)
+            if isinstance(admission.verdict, Wait):
+                self._rewind(consumer, tp, entry.offset)
+                self._held_back[tp] = _HeldBack(task.app_id, target, entry.offset,
+                                                now + self.settings.max_queue_wait)
+                return False
+            entry.generation = self.watermarks.started(tp, entry.offset)
+            self._queued(admission.shed)
+            if isinstance(admission.verdict, Defer):
+                self._spawn(entry, self._conclude(task, QueueFull(admission.verdict.reason)))
+            else:
+                self._pump()
+            return True
+        entry.generation = self.watermarks.started(tp, entry.offset)
+        if isinstance(situation, UnknownWebhook) and task.unknown_since is None \
+                and self._holding < MAX_HOLDING and self.policy.unknown_webhook_grace > 0:
+            self._spawn(entry, self._hold_unknown(entry))
+        else:
+            self._spawn(entry, self._conclude(task, situation, webhook))
+        return True
 
-    def _resume_due(self, consumer: AIOKafkaConsumer) -> None:
+    def _triage(self, task: DeliveryTask, webhook: Webhook | None, now: float) -> Situation:
+        breaker_wait = self.breakers.open_for(target_of(webhook.target), now) if webhook else 0.0
+        return triage(task, webhook, deleted=self.view.is_deleted(task.webhook_id),
+                      breaker_wait=breaker_wait, policy=self.policy, now=now)
+
+    def _queued(self, shed: tuple[_Entry, ...]) -> None:
+        """Defer the queued tasks pushed out of a full buffer."""
+        for entry in shed:
+            self._spawn(entry, self._conclude(entry.task, QueueFull("the deliverer's buffer is full")))
+
+    def _rewind(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+        consumer.seek(tp, offset)
+        consumer.pause(tp)
+
+    def _resume_ready(self, consumer: AIOKafkaConsumer) -> None:
+        """Resume tier partitions whose head is due, and partitions held back
+        for a full queue that has room now (or whose patience ran out: then
+        the task they were held at is deferred when read again)."""
         now = time.time()
+        ready = []
         for tp, due in list(self._paused.items()):
             if due <= now:
                 del self._paused[tp]
-                if tp in consumer.assignment():
-                    consumer.resume(tp)
+                ready.append(tp)
+        for tp, held in list(self._held_back.items()):
+            if now >= held.until:
+                self._patience_over[tp] = held.offset
+            elif not self.queue.has_room(held.app, held.target):
+                continue
+            del self._held_back[tp]
+            ready.append(tp)
+        assignment = consumer.assignment()
+        for tp in ready:
+            if tp in assignment and tp not in self._paused and tp not in self._held_back:
+                consumer.resume(tp)
 
+    # -- running -----------------------------------------------------------------
+    def _spawn(self, entry: _Entry, work: Coroutine[Any, Any, bool]) -> None:
+        handle = asyncio.create_task(self._finish(entry, work))
+        self._handles[handle] = entry.tp
+
+    async def _finish(self, entry: _Entry, work: Coroutine[Any, Any, bool]) -> None:
+        """Run `work`; when it says the record is done, its offset may be
+        committed (unless its partition was revoked meanwhile)."""
+        try:
+            if await work and not self.watermarks.finished(entry.tp, entry.offset,
+                                                           entry.generation):
+                log.info("finished %s@%d after its partition was revoked; its new owner "
+                         "repeats it", entry.tp, entry.offset)
+        except Exception as exc:  # an unknown failure must not leave a stuck consumer
+            log.critical("delivery task at %s@%d failed; stopping", entry.tp, entry.offset,
+                         exc_info=exc)
+            self._fatal = exc
+            self._stopping.set()
+        finally:
+            self._handles.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            self._room.set()
+
+    def _pump(self) -> None:
+        """Start every queued task that may start now."""
+        now = time.time()
+        while (slot := self.queue.next(now)) is not None:
+            self._spawn(slot.item, self._run(slot))
+
+    async def _run(self, slot: Slot[_Entry]) -> bool:
+        """Attempt a queued task in its slot, unless something now stands in its
+        way (the webhook changed, the breaker opened), then write what follows."""
+        entry = slot.item
+        task = entry.task
+        target = slot.target
+        probing = False
+        try:
+            now = time.time()
+            webhook = self.view.get(task.webhook_id)
+            situation = self._triage(task, webhook, now)
+            if isinstance(situation, Go):
+                assert webhook is not None and self._attempter is not None
+                if target_of(webhook.target) != target:  # moved while it waited: queue again
+                    return self._requeue(entry, target_of(webhook.target), now)
+                if now < self.policy.deadline_of(task, now):
+                    # The breaker may still hold it back, and may take it as its probe.
+                    probing = self.breakers.allows(target, now)
+                    if not probing:
+                        situation = BreakerOpen(self.breakers.open_for(target, now))
+                if isinstance(situation, Go):
+                    report = await self._attempter.attempt(webhook, task)
+                    self.breakers.settle(target, report.outcome, time.time())
+                    probing = False
+                    if not isinstance(report.outcome, Refused):
+                        self.metrics.attempt_duration.observe(report.latency)
+                    situation = Attempted(report)
+        finally:
+            if probing:  # the attempt never came to anything: let the next one probe
+                self.breakers.release(target)
+            self.queue.done(slot, time.time())
+            self._pump()
+        return await self._conclude(task, situation, webhook)
+
+    def _requeue(self, entry: _Entry, target: str, now: float) -> bool:
+        admission = self.queue.offer(entry.task.app_id, target, entry, now, may_wait=False)
+        self._queued(admission.shed)
+        if isinstance(admission.verdict, Defer):
+            self._spawn(entry, self._conclude(entry.task, QueueFull(admission.verdict.reason)))
+        return False  # finished by whoever takes it now
+
+    async def _hold_unknown(self, entry: _Entry) -> bool:
+        """A task whose webhook this view does not know: most often one created
+        a moment ago. Wait for the view briefly in memory, then go on as usual."""
+        task = entry.task
+        self._holding += 1
+        try:
+            until = time.monotonic() + min(UNKNOWN_HOLD, self.policy.unknown_webhook_grace)
+            while time.monotonic() < until and not self._stopping.is_set():
+                await asyncio.sleep(0.05)
+                if self.view.get(task.webhook_id) or self.view.is_deleted(task.webhook_id):
+                    break
+        finally:
+            self._holding -= 1
+        if self._stopping.is_set() or not self.watermarks.is_current(entry.tp, entry.generation):
+            return False  # left uncommitted: read again by whoever owns the partition next
+        now = time.time()
+        webhook = self.view.get(task.webhook_id)
+        situation = self._triage(task, webhook, now)
+        if isinstance(situation, Go):
+            assert webhook is not None
+            return self._requeue(entry, target_of(webhook.target), now)
+        return await self._conclude(task, situation, webhook)
+
+    # -- writing what follows --------------------------------------------------
+    async def _conclude(self, task: DeliveryTask, situation: Situation,
+                        webhook: Webhook | None = None) -> bool:
+        """Perform the plan for `task` after `situation`: every write acknowledged."""
+        now = time.time()
+        plan = next_steps(task, situation, failing_since=self._failing_since.get(task.webhook_id),
+                          policy=self.policy, now=now)
+        if plan.failing_since is None:
+            self._failing_since.pop(task.webhook_id, None)
+        else:
+            self._failing_since[task.webhook_id] = plan.failing_since
+        context: dict[str, Any] = {"event_id": task.event_id, "webhook_id": task.webhook_id,
+                                   "attempt": task.attempt}
+        if isinstance(situation, Attempted):
+            context["duration_ms"] = round(situation.report.latency * 1000, 1)
+        if plan.outcome == "success":
+            self.metrics.delivered(task.event_created_at)
+        else:
+            self.metrics.deliveries.labels(plan.outcome).inc()
+        if plan.note:
+            level = logging.WARNING if plan.outcome in ("dead", "refused") else \
+                logging.DEBUG if plan.outcome == "hop" else logging.INFO
+            log.log(level, "%s", plan.note, extra=context)
+        await asyncio.gather(*(self._perform(write, task) for write in plan.writes))
+        return True
+
+    async def _perform(self, write: Write, task: DeliveryTask) -> None:
+        match write:
+            case RecordAttempt(attempt):
+                await self._send(self.topics.attempts, task.webhook_id, _encoder.encode(attempt))
+            case Retry(tier, retry):
+                await self._send(self.topics.retry_tiers[tier], task.webhook_id,
+                                 _encoder.encode(retry))
+            case DeadLetter(letter):
+                await self._send(self.topics.deliveries_dlq, task.webhook_id,
+                                 _encoder.encode(letter))
+            case Disable(reason):
+                await self._disable(task.webhook_id, reason)
+
+    async def _send(self, topic: str, key: str, value: bytes) -> None:
+        assert self._producer is not None
+        await self._producer.send_and_wait(topic, value, key=key.encode())
+
+    async def _dead_letter_raw(self, record: ConsumerRecord, reason: str) -> bool:
+        """A record that is no task: to deliveries.dlq as it was, with its key."""
+        log.error("undecodable delivery task at %s/%d@%d: %s",
+                  record.topic, record.partition, record.offset, reason)
+        assert self._producer is not None
+        await self._producer.send_and_wait(self.topics.deliveries_dlq, record.value,
+                                           key=record.key,
+                                           headers=[("hookbus-error", reason.encode()[:1000])])
+        self.metrics.deliveries.labels("dead").inc()
+        return True
+
+    async def _disable(self, webhook_id: str, reason: str) -> None:
+        """Disable the webhook's current record, unless a newer one wins (the
+        view's write is conditional on the version it replaces)."""
+        current = self.view.get(webhook_id)
+        if current is None or not current.enabled:
+            return
+        changes: dict[str, Any] = {"enabled": False, "disabled_reason": reason,
+                                   "updated_at": datetime.now(UTC)}
+        if "version" in type(current).__struct_fields__:
+            changes["version"] = getattr(current, "version", 0) + 1
+        assert self._producer is not None
+        try:
+            won = await self.view.write(self._producer,
+                                        msgspec.structs.replace(current, **changes))
+        except (KafkaError, *_WRITE_UNCONFIRMED) as exc:
+            log.warning("webhook not disabled (%r); its next failure tries again", exc,
+                        extra={"webhook_id": webhook_id})
+            return
+        if won:
+            self._failing_since.pop(webhook_id, None)
+            log.warning("webhook disabled: %s", reason, extra={"webhook_id": webhook_id})
+        else:
+            log.info("webhook not disabled: a newer record of it was written meanwhile",
+                     extra={"webhook_id": webhook_id})
+
+    # -- committing, rebalancing, stopping ---------------------------------------
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
         offsets = {tp: offset for tp, offset in self.watermarks.committable().items()
                    if tp in consumer.assignment()}
@@ -240,175 +524,52 @@ class Deliverer:
                     max(0, end - done))
 
     async def on_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Let the attempts of revoked partitions finish (briefly), commit them,
-        and forget them; anything unfinished is attempted again by the new owner."""
-        deadline = time.monotonic() + self.settings.delivery_timeout
-        while any(self.watermarks.in_flight(tp) for tp in revoked) and \
+        """Drop the queued tasks of revoked partitions, let their attempts under
+        way finish (briefly), commit what is finished, and forget them: anything
+        unfinished is attempted again by the new owner, and finishes here later
+        without effect."""
+        gone = set(revoked)
+        dropped = self.queue.remove(lambda entry: entry.tp in gone)
+        if dropped:
+            log.info("rebalance: %d queued tasks left to the partitions' new owners",
+                     len(dropped))
+        for tp in gone:
+            self._paused.pop(tp, None)
+            self._held_back.pop(tp, None)
+            self._patience_over.pop(tp, None)
+        deadline = time.monotonic() + self.settings.delivery_timeout + REVOKE_MARGIN
+        while any(tp in gone for tp in self._handles.values()) and \
                 time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         consumer = self._consumer
         if consumer is not None:
-            offsets = {tp: o for tp, o in self.watermarks.committable().items() if tp in revoked}
+            offsets = {tp: o for tp, o in self.watermarks.committable().items() if tp in gone}
             if offsets:
                 try:
                     await consumer.commit(offsets)
                 except KafkaError as exc:  # the new owner repeats these records
                     log.warning("commit on revocation failed: %r", exc)
-        self.watermarks.forget(list(revoked))
-        for tp in revoked:
-            self._paused.pop(tp, None)
+        self.watermarks.forget(gone)
+        for tp in gone:
             with contextlib.suppress(KeyError):  # never observed
                 self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
 
     async def _drain(self, consumer: AIOKafkaConsumer) -> None:
+        """On stop: queued tasks stay uncommitted (read again after a restart);
+        the attempts under way finish, within a deadline, and are committed."""
+        dropped = self.queue.remove(lambda entry: True)
         deadline = self.settings.delivery_timeout + 5
-        if self._tasks:
-            log.info("finishing %d attempts under way (at most %gs)", len(self._tasks), deadline)
-            await asyncio.wait(set(self._tasks), timeout=deadline)
+        if self._handles:
+            log.info("finishing %d attempts under way (at most %gs); %d queued tasks left "
+                     "for the next run", len(self._handles), deadline, len(dropped))
+            await asyncio.wait(set(self._handles), timeout=deadline)
         await asyncio.shield(self._commit(consumer))
 
-    async def _handle(self, task: DeliveryTask, record: ConsumerRecord) -> None:
-        context = {"event_id": task.event_id, "webhook_id": task.webhook_id,
-                   "attempt": task.attempt}
-        webhook = self.view.get(task.webhook_id)
-        if webhook is None or not webhook.enabled:
-            log.info("dropped: the webhook was deleted or disabled", extra=context)
-            self.metrics.deliveries.labels("dropped").inc()
-            return
-        if webhook.target_type == "DISMISS":
-            self.metrics.deliveries.labels("dismissed").inc()
-            return
-        report = await self._attempt(webhook, task)
-        outcome = report.outcome
-        now = time.time()
-        writes = []
-        if not isinstance(outcome, Deferred):
-            writes.append(self._record_attempt(task, report))
-        context["duration_ms"] = round(report.latency * 1000, 1)
-        if isinstance(outcome, Delivered):
-            self._failing_since.pop(webhook.id, None)
-            self.metrics.delivered(report.latency, task.event_created_at)
-            log.info("delivered (HTTP %d)", outcome.status, extra=context)
-        elif isinstance(outcome, Gone | Refused):
-            log.warning("not retried: %s", outcome.error, extra=context)
-            if isinstance(outcome, Gone):
-                writes.append(self._disable(webhook, f"the target answered {outcome.error}"))
-            writes.append(self._dead_letter(task, outcome.error))
-            self.metrics.deliveries.labels(
-                "refused" if isinstance(outcome, Refused) else "dead").inc()
-        else:
-            writes += self._after_failure(webhook, task, outcome, now, context)
-        await asyncio.gather(*writes)
 
-    async def _attempt(self, webhook: Webhook, task: DeliveryTask) -> Report:
-        """Attempt now if the target may be tried: wait for one of its
-        `max_in_flight_per_target` slots unless it already holds half of this
-        deliverer's capacity (running or waiting), then it is deferred instead."""
-        target = target_of(webhook.target)
-        if self._held[target] >= self.settings.max_in_flight // 2:
-            return Report(Deferred("target saturated"), 0.0)
-        # A task is never dead-lettered untried: its last attempt ignores the breaker.
-        last_chance = not task.tried and task.attempt > len(self.settings.retry_schedule)
-        if not last_chance and not self.breakers.allows(target, time.time()):
-            return self._breaker_open(target)
-        assert self._attempter is not None
-        self._held[target] += 1
-        try:
-            async with self._slots_of(target):
-                if not last_chance and self.breakers.is_open(target, time.time()):
-                    return self._breaker_open(target)  # it opened while we waited
-                report = await self._attempter.attempt(webhook, task)
-        finally:
-            self._held[target] -= 1
-            if not self._held[target]:
-                del self._held[target]
-                del self._slots[target]
-        if isinstance(report.outcome, Delivered):
-            self.breakers.succeeded(target)
-        elif isinstance(report.outcome, Failed | Gone):
-            self.breakers.failed(target, time.time())
-        if not isinstance(report.outcome, Refused):
-            self.metrics.attempt_duration.observe(report.latency)
-        return report
-
-    def _slots_of(self, target: str) -> asyncio.Semaphore:
-        slots = self._slots.get(target)
-        if slots is None:
-            slots = self._slots[target] = asyncio.Semaphore(self.settings.max_in_flight_per_target)
-        return slots
-
-    def _breaker_open(self, target: str) -> Report:
-        wait = self.breakers.open_for(target, time.time())
-        return Report(Deferred("circuit open: the target keeps failing", wait, breaker=True), 0.0)
-
-    def _after_failure(self, webhook: Webhook, task: DeliveryTask, outcome: Outcome,
-                       now: float, context: dict) -> list:
-        assert isinstance(outcome, Failed | Deferred)
-        writes = []
-        if isinstance(outcome, Failed):
-            since = self._failing_since.setdefault(webhook.id, now)
-            if now - since >= self.settings.disable_after:
-                writes.append(self._disable(
-                    webhook, f"every attempt failed for {self.settings.disable_after:g}s"))
-        schedule = self.settings.retry_schedule
-        if isinstance(outcome, Failed):
-            step = next_step(schedule, task.attempt, now, retry_after=outcome.retry_after)
-        elif outcome.breaker:  # time runs out for a task whose endpoint stays broken
-            step = next_step(schedule, task.attempt, now, retry_after=outcome.wait)
-        else:  # saturated: wait without using up an attempt
-            step = deferral(schedule, task.attempt, now, outcome.wait)
-        if isinstance(step, GiveUp):
-            log.warning("dead letter after %s: %s", step.reason, outcome.error, extra=context)
-            writes.append(self._dead_letter(task, outcome.error))
-            self.metrics.deliveries.labels("dead").inc()
-            return writes
-        if not isinstance(outcome, Deferred):
-            log.info("attempt failed (%s); retry %d due in %.1fs", outcome.error, step.attempt,
-                     step.due_at - now, extra=context)
-        retry = msgspec.structs.replace(
-            task, attempt=step.attempt, due_at=step.due_at, last_error=outcome.error,
-            tried=task.tried or isinstance(outcome, Failed))
-        writes.append(self._send(self.topics.retry_tiers[step.tier], task.webhook_id,
-                                 _encoder.encode(retry)))
-        self.metrics.deliveries.labels(
-            "retry" if step.attempt > task.attempt else "deferred").inc()
-        return writes
-
-    async def _send(self, topic: str, key: str, value: bytes) -> None:
-        assert self._producer is not None
-        await self._producer.send_and_wait(topic, value, key=key.encode())
-
-    def _record_attempt(self, task: DeliveryTask, report: Report):  # type: ignore[no-untyped-def]
-        outcome = report.outcome
-        result = {Delivered: "success", Failed: "failure", Gone: "gone",
-                  Refused: "refused"}[type(outcome)]
-        attempt = Attempt(
-            webhook_id=task.webhook_id, event_id=task.event_id, event_type=task.event_type,
-            attempt=task.attempt, at=datetime.now(UTC), result=result,  # type: ignore[arg-type]
-            latency_ms=round(report.latency * 1000, 2), status_code=report.status_code,
-            error=getattr(outcome, "error", None), response=report.excerpt,
-        )
-        return self._send(self.topics.attempts, task.webhook_id, _encoder.encode(attempt))
-
-    def _dead_letter(self, task: DeliveryTask, error: str):  # type: ignore[no-untyped-def]
-        letter = msgspec.structs.replace(task, due_at=None, last_error=error)
-        return self._send(self.topics.deliveries_dlq, task.webhook_id, _encoder.encode(letter))
-
-    async def _dead_letter_raw(self, record: ConsumerRecord, reason: str) -> None:
-        log.error("undecodable delivery task at %s/%d@%d: %s",
-                  record.topic, record.partition, record.offset, reason)
-        assert self._producer is not None
-        await self._producer.send_and_wait(self.topics.deliveries_dlq, record.value,
-                                           key=record.key)
-        self.metrics.deliveries.labels("dead").inc()
-
-    async def _disable(self, webhook: Webhook, reason: str) -> None:
-        current = self.view.get(webhook.id)
-        if current is None or not current.enabled:
-            return
-        disabled = msgspec.structs.replace(current, enabled=False, disabled_reason=reason,
-                                           updated_at=datetime.now(UTC))
-        await self._send(self.topics.webhooks, webhook.id, _encoder.encode(disabled))
-        self.view.put(disabled)
-        self._failing_since.pop(webhook.id, None)
-        log.warning("webhook disabled: %s", reason, extra={"webhook_id": webhook.id})
+def _decode(record: ConsumerRecord) -> tuple[DeliveryTask | None, str]:
+    if record.value is None:
+        return None, "a null value"
+    try:
+        return delivery_task_decoder.decode(record.value), ""
+    except msgspec.DecodeError as exc:
+        return None, str(exc)

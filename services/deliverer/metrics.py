@@ -14,7 +14,8 @@ class DelivererMetrics:
         self.registry = CollectorRegistry()
         self.deliveries = Counter(
             "hookbus_deliveries", "Delivery tasks handled, by outcome: success, retry, "
-            "deferred, dead, dismissed, refused, dropped.",
+            "deferred (not attempted: breaker open, queue full, webhook unknown), hop (waiting "
+            "on through another retry tier), dead, dismissed, refused, dropped.",
             ["outcome"], registry=self.registry,
         )
         self.attempt_duration = Histogram(
@@ -26,8 +27,16 @@ class DelivererMetrics:
             registry=self.registry, buckets=_LATENCY_BUCKETS,
         )
         self.in_flight = Gauge(
-            "hookbus_delivery_attempts_in_flight", "Delivery tasks under way.",
+            "hookbus_delivery_attempts_in_flight", "Delivery attempts under way.",
             registry=self.registry,
+        )
+        self.queued = Gauge(
+            "hookbus_delivery_tasks_queued", "Delivery tasks waiting in memory for an "
+            "attempt slot.", registry=self.registry,
+        )
+        self.held_back = Gauge(
+            "hookbus_partitions_held_back", "Partitions not read for now: the next task's "
+            "queue is full and moving.", registry=self.registry,
         )
         self.breakers_open = Gauge(
             "hookbus_circuit_breakers_open", "Targets whose circuit breaker is open.",
@@ -43,11 +52,14 @@ class DelivererMetrics:
             "tiers, the tasks waiting.", ["topic", "partition"], registry=self.registry,
         )
 
-    def delivered(self, latency: float, event_created_at: datetime) -> None:
+    def delivered(self, event_created_at: datetime) -> None:
         self.deliveries.labels("success").inc()
         self.event_to_delivery.observe((datetime.now(UTC) - event_created_at).total_seconds())
 
-    def observe_state(self, in_flight: int, breakers_open: int, paused: int) -> None:
+    def observe_state(self, in_flight: int, breakers_open: int, paused: int, queued: int,
+                      held_back: int) -> None:
         self.in_flight.set(in_flight)
         self.breakers_open.set(breakers_open)
         self.tiers_paused.set(paused)
+        self.queued.set(queued)
+        self.held_back.set(held_back)
