@@ -6,14 +6,18 @@ subscription; nothing may be routed or delivered before `ready`. Which record
 wins is decided by `WebhookLog` (pure, the same in every reader); this module
 is its I/O shell.
 
-Placement: a new webhook's records go to the partition its app id hashes to
-(murmur2, as the default partitioner hashes a key), every later record of a
-webhook to the partition its current record lives in, so one key is always in
-one partition (which compaction needs) and all of an app's new webhooks share
-a partition, where readers check the per-app limit. Webhooks written before
+Placement: the rules need every record of a key in one partition (compaction
+keeps the last record per key and partition; readers interleave partitions in
+any order), and the per-app limit needs all of an app's webhooks in one
+partition. So `new_id` draws webhook ids until the default partitioner (murmur2
+of the key, as every Kafka client computes it) puts the id in the partition the
+app id hashes to, and `write` sends a webhook's records to the partition its
+current record lives in, which for these ids is where any writer that keys by
+id (an older deliverer or ingest, a tool) puts them too. Webhooks written before
 versions stay in the partition their id hashed to; the limit in the log counts
-only the webhooks of the app's own partition, so it is exact for webhooks
-placed this way (ingest also counts all of them before it writes).
+an app's webhooks in the app's partition only, so it is exact for webhooks
+created since (ingest also counts all of them before it writes). Adding
+partitions to the topic moves where keys hash to: do not.
 
 A view built with `repair_with` (ingest's) appends, once loaded, a repair after
 every record that lost: see `WebhookLog.take_repairs`."""
@@ -31,6 +35,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from schemas.webhooks import Webhook, webhook_decoder
+from services.common.ids import new_id
 from services.common.topic_follower import TopicFollower
 from services.common.webhook_log import (
     DELETED_CAPACITY,
@@ -49,6 +54,7 @@ ProducerOf = Callable[[], AIOKafkaProducer | None]
 REPAIR_HEADER = "hookbus-repair"  # on repairs: a copy of a record that was applied
 _REPAIR_HEADERS = [(REPAIR_HEADER, b"1")]
 CONFIRM_TIMEOUT = 10.0  # seconds a write waits to read its own record back
+_ID_DRAWS = 100_000  # one draw in n partitions hits: this many never all miss
 _REPAIR_BACKOFF = 1.0
 
 
@@ -96,19 +102,26 @@ class WebhooksView:
     def of_app(self, app_id: str) -> list[Webhook]:
         return sorted(self._by_app.get(app_id, {}).values(), key=lambda w: w.created_at)
 
-    def put(self, webhook: Webhook) -> None:
-        """Deprecated, does nothing: the view changes only by reading the topic.
-        Write with `write`, which returns once this view has read the record."""
+    async def new_id(self, producer: AIOKafkaProducer, app_id: str) -> str:
+        """A new webhook id (`wh_…`) that hashes to the partition of `app_id`."""
+        partitions = await self._partitions(producer)
+        home = _partition_of(app_id, partitions)
+        for _ in range(_ID_DRAWS):
+            webhook_id = new_id("wh")
+            if _partition_of(webhook_id, partitions) == home:
+                return webhook_id
+        raise RuntimeError(f"no webhook id for partition {home} in {_ID_DRAWS} draws")
 
     async def write(self, producer: AIOKafkaProducer, webhook: Webhook) -> bool:
         """Append `webhook` (whose `version` is the one it replaces plus one, 1
-        for a new webhook) to its partition, wait until this view has read it
-        back, and answer whether it is now the current record. False: it lost
-        (stale version, deleted, over the app's limit). Raises `KafkaError`, or
-        `WriteNotConfirmed` when the record is not read back in time."""
+        for a new webhook, with an id from `new_id`) to its partition, wait until
+        this view has read it back, and answer whether it is now the current
+        record. False: it lost (stale version, deleted, over the app's limit).
+        Raises `KafkaError`, or `WriteNotConfirmed` when the record is not read
+        back in time."""
         current = self._log.current(webhook.id)
         partition = (current.partition if current is not None
-                     else await self._partition_of_app(producer, webhook.app_id))
+                     else _partition_of(webhook.id, await self._partitions(producer)))
         outcome = await self._append(producer, webhook.id, _encoder.encode(webhook), partition)
         if not outcome.holds:
             log.info("webhook write lost: %s", outcome.reason,
@@ -146,9 +159,8 @@ class WebhooksView:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._follower.stop()
 
-    async def _partition_of_app(self, producer: AIOKafkaProducer, app_id: str) -> int:
-        partitions = sorted(await producer.partitions_for(self._follower.topic))
-        return DefaultPartitioner()(app_id.encode(), partitions, partitions)
+    async def _partitions(self, producer: AIOKafkaProducer) -> list[int]:
+        return sorted(await producer.partitions_for(self._follower.topic))
 
     async def _append(self, producer: AIOKafkaProducer, webhook_id: str, value: bytes | None,
                       partition: int) -> Outcome:
@@ -278,3 +290,8 @@ class WebhooksView:
 
 def _is_repair(record: ConsumerRecord) -> bool:
     return any(name == REPAIR_HEADER for name, _ in record.headers or ())
+
+
+def _partition_of(key: str, partitions: list[int]) -> int:
+    """Where the default partitioner of every Kafka client puts `key`."""
+    return DefaultPartitioner()(key.encode(), partitions, partitions)

@@ -63,6 +63,14 @@ class Ingest:
         if self.producer is None or not self.view.ready.is_set():
             raise ApiError(503, "webhooks are still loading; retry later")
 
+    async def new_webhook_id(self, app_id: str) -> str:
+        """An id that puts the webhook in its app's partition (see WebhooksView)."""
+        assert self.producer is not None
+        try:
+            return await self.view.new_id(self.producer, app_id)
+        except KafkaError as exc:
+            raise self._unavailable(exc) from exc
+
     async def write_webhook(self, webhook: Webhook) -> bool:
         """Append a webhook record; True when it won (see WebhooksView.write)."""
         assert self.producer is not None

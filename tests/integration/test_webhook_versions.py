@@ -16,6 +16,8 @@ import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from aiokafka.partitioner import DefaultPartitioner
+
 from devtools.broker import Broker, free_port
 from schemas.webhooks import Webhook, webhook_decoder
 from services.common.config import KafkaSettings
@@ -25,7 +27,7 @@ from services.common.webhooks_view import WebhooksView
 from services.ingest.app import create_app
 from services.ingest.settings import Settings
 from services.ingest.state import INGEST
-from tests.conftest import JWT_SECRET, auth, records
+from tests.conftest import JWT_SECRET, PARTITIONS, auth, records
 from tests.integration.conftest import APP, Api, assert_error
 
 HOOKS = f"/v1/apps/{APP}/webhooks"
@@ -263,12 +265,30 @@ async def test_two_replicas_never_pass_the_per_app_limit(replicas: list[Api]) ->
         assert {w.id for w in view.of_app(APP)} == created
     finally:
         await view.stop()
+    # Every create, won or lost, went to the app's partition, where the log counts,
+    # and each that lost there is followed by a repair tombstone (ingest's).
+    async def losers_repaired() -> bool:
+        last: dict[bytes, bytes | None] = {}
+        for key, value in await records(api.bootstrap, api.topics.webhooks):
+            assert key is not None
+            last[key] = value
+        return all(value is None for key, value in last.items()
+                   if key.decode() not in created)
+
+    await until(losers_repaired)
+    ids = {k.decode() for k, _ in await records(api.bootstrap, api.topics.webhooks) if k}
+    print(f"{len(ids) - LIMIT} of {statuses[409]} refused creates lost in the log")
+    assert {p for i in ids for p in await partitions_of(api, i)} == {_partition(APP)}
     for replica in replicas:
         _, listed = await replica.call("GET", HOOKS, headers=auth(APP))
         assert listed is not None and {w["id"] for w in listed["webhooks"]} <= created
     status, body = await replicas[1].call("POST", HOOKS, headers=auth(APP),
                                           json={"target": "https://example.com/more"})
     assert_error(status, body, 409)
+
+
+def _partition(key: str, partitions: int = PARTITIONS) -> int:
+    return DefaultPartitioner()(key.encode(), list(range(partitions)), [])
 
 
 async def test_webhook_writes_wait_for_the_view(api: Api, kafka: Broker, topics: Topics) -> None:
@@ -340,6 +360,39 @@ async def test_an_auto_disable_from_a_stale_copy_never_overwrites_a_newer_record
     assert (fetched["enabled"], fetched["disabled_reason"], fetched["version"]) == \
         (False, "410", 3)
     assert fetched["secret"] == rotated["secret"]
+
+
+async def test_a_write_keyed_the_old_way_lands_beside_the_webhook_and_loses(
+    api: Api, producer: AIOKafkaProducer
+) -> None:
+    """Writers that let the default partitioner place a record by webhook id (the
+    deliverer and ingest before versions, tools) put it in the webhook's own
+    partition: the ids ingest makes hash there."""
+    created = await create(api)
+    path = f"{HOOKS}/{created['id']}"
+    assert _partition(created["id"]) == _partition(APP)
+    status, patched = await api.call("PATCH", path, headers=auth(APP),
+                                     json={"description": "kept"})
+    assert status == 200
+    reader = await fresh_view(api.bootstrap, api.topics.webhooks)
+    try:
+        current = reader.get(created["id"])
+        assert current is not None
+        old_style = msgspec.structs.replace(current, enabled=False, version=0, description="")
+    finally:
+        await reader.stop()
+    await producer.send_and_wait(api.topics.webhooks, msgspec.json.encode(old_style),
+                                 key=created["id"].encode())
+    assert await partitions_of(api, created["id"]) == {_partition(APP)}
+
+    async def repaired() -> bool:
+        value = await last_record(api, created["id"])
+        return value is not None and webhook_decoder.decode(value).version == 2
+
+    await until(repaired)
+    _, fetched = await api.call("GET", path, headers=auth(APP))
+    assert fetched is not None
+    assert (fetched["enabled"], fetched["description"], fetched["version"]) == (True, "kept", 2)
 
 
 async def test_legacy_records_without_a_version_are_read_and_can_be_changed(

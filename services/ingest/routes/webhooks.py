@@ -56,15 +56,15 @@ def add_routes(app: web.Application) -> None:
 async def create_webhook(request: web.Request) -> web.Response:
     app_id = authorized_app(request)
     ingest = request.app[INGEST]
+    ingest.check_webhook_writes_open()
     body = await decode_body(request, WebhookCreate)
     _validate_webhook(body, ingest)
-    ingest.check_webhook_writes_open()
     limit = ingest.settings.max_webhooks_per_app
     if len(ingest.view.of_app(app_id)) >= limit:
         raise _over_limit(app_id, limit)
     created = now()
     webhook = Webhook(
-        id=new_id("wh"),
+        id=await ingest.new_webhook_id(app_id),
         app_id=app_id,
         target=body.target,
         triggers=body.triggers if body.triggers is not None else list(DEFAULT_TRIGGERS),
@@ -102,7 +102,6 @@ async def _update(request: web.Request, app_id: str, version: int | None,
     explicit `version`, a current version other than it, or a lost race, is a
     409; without, a lost race is retried on the new current record a few times."""
     ingest = request.app[INGEST]
-    ingest.check_webhook_writes_open()
     for attempt in range(WRITE_ATTEMPTS):
         current = webhook_of(request, app_id)  # a 404 once deleted
         if version is not None and (attempt or version != current.version):
@@ -124,6 +123,7 @@ def _stale(current: Webhook, version: int) -> ApiError:
 async def patch_webhook(request: web.Request) -> web.Response:
     app_id = authorized_app(request)
     ingest = request.app[INGEST]
+    ingest.check_webhook_writes_open()
     webhook_of(request, app_id)
     patch = await decode_body(request, WebhookPatch)
 
@@ -163,6 +163,7 @@ def _credentials_in(patch: WebhookPatch, current: Webhook) -> ClientCredentials 
 async def rotate_secret(request: web.Request) -> web.Response:
     app_id = authorized_app(request)
     ingest = request.app[INGEST]
+    ingest.check_webhook_writes_open()
     webhook_of(request, app_id)
     body = await decode_body(request, SecretRotation) if await request.read() else SecretRotation()
     if body.secret is not None and not 0 < len(body.secret) <= 256:
@@ -215,8 +216,8 @@ async def delete_webhook(request: web.Request) -> web.Response:
     """A delete is final: every later write for this id loses, in every reader."""
     app_id = authorized_app(request)
     ingest = request.app[INGEST]
-    webhook = webhook_of(request, app_id)
     ingest.check_webhook_writes_open()
+    webhook = webhook_of(request, app_id)
     if not await ingest.delete_webhook(webhook.id):
         raise ApiError(404, f"no webhook {webhook.id} in app {app_id}")
     log.info("webhook deleted", extra={"webhook_id": webhook.id})
