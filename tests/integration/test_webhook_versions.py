@@ -395,6 +395,38 @@ async def test_a_write_keyed_the_old_way_lands_beside_the_webhook_and_loses(
     assert (fetched["enabled"], fetched["description"], fetched["version"]) == (True, "kept", 2)
 
 
+async def test_a_lost_record_left_unrepaired_by_a_crash_is_repaired_when_ingest_starts(
+    kafka: Broker, topics: Topics, producer: AIOKafkaProducer
+) -> None:
+    """Compaction must never keep a record that lost: if every ingest was down when
+    it was written, the first ingest to load the topic appends the repair."""
+    at = datetime.now(UTC)
+    winner = Webhook(id="wh_crash", app_id=APP, target="https://example.com/w",
+                     triggers=["message"], secret="whsec_d2lu", created_at=at, updated_at=at,
+                     version=2)
+    loser = msgspec.structs.replace(winner, target="https://example.com/stale")
+    gone = msgspec.structs.replace(winner, id="wh_gone")
+    for record in (winner, loser):
+        await producer.send_and_wait(topics.webhooks, msgspec.json.encode(record),
+                                     key=record.id.encode())
+    await producer.send_and_wait(topics.webhooks, None, key=gone.id.encode())
+    await producer.send_and_wait(topics.webhooks, msgspec.json.encode(gone),
+                                 key=gone.id.encode())
+    async with aiohttp.ClientSession() as http:
+        api, runner, _ = await start_ingest(kafka, topics, http)
+        try:
+            async def repaired() -> bool:
+                return (await last_record(api, gone.id) is None
+                        and await last_record(api, winner.id) == msgspec.json.encode(winner))
+
+            await until(repaired)
+            _, fetched = await api.call("GET", f"{HOOKS}/{winner.id}", headers=auth(APP))
+            assert fetched is not None and fetched["target"] == winner.target
+            assert_error(*await api.call("GET", f"{HOOKS}/{gone.id}", headers=auth(APP)), 404)
+        finally:
+            await runner.cleanup()
+
+
 async def test_legacy_records_without_a_version_are_read_and_can_be_changed(
     api: Api, producer: AIOKafkaProducer
 ) -> None:
