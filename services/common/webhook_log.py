@@ -30,9 +30,10 @@ of the compacted log ends where a reader of the whole log ends, provided the
 cleaner compacted no losing record before its repair was appended.
 
 Memory: per live webhook a `Current` (version, app id, partition, 8-byte
-digest); the deleted ids in an LRU of `deleted_capacity` ids (100,000 by
-default, about 17 MB with the ids; a live webhook costs about 200 bytes). An id evicted from it is forgotten: a write for it would
-count as a create or as history, but no writer writes for an id it has not got.
+digest), about 200 bytes; the deleted ids in an LRU of `deleted_capacity` ids
+(100,000 by default, about 17 MB with the ids). An id evicted from it is
+forgotten: a write for it would count as a create or as history, but no writer
+writes for an id it has not got.
 """
 
 from __future__ import annotations
