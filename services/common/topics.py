@@ -33,6 +33,7 @@ class Topics:
         self.deliveries = prefix + "deliveries"
         self.deliveries_dlq = prefix + "deliveries.dlq"
         self.attempts = prefix + "attempts"
+        self.idempotency = prefix + "idempotency"
         self.retry_tiers = {
             delay: f"{prefix}deliveries.retry.{format_duration(delay)}"
             for delay in sorted(set(retry_delays))
@@ -49,6 +50,11 @@ class Topics:
             *(TopicSpec(name, retained) for name in self.retry_tiers.values()),
             TopicSpec(self.deliveries_dlq, dead_letters),
             TopicSpec(self.attempts, retained),
+            # Ingest's Idempotency-Keys: the latest record per key, kept twice the
+            # default TTL (24h); a longer HOOKBUS_IDEMPOTENCY_TTL needs more.
+            TopicSpec(self.idempotency, {"cleanup.policy": "compact,delete",
+                                         "retention.ms": str(2 * _DAY_MS),
+                                         "segment.ms": str(_DAY_MS)}),
         ]
 
 

@@ -1,7 +1,8 @@
 """The ingest service: the management API and event ingestion (contract §6).
 
-Every write is acknowledged by Kafka (acks=all, idempotent producer) before the
-client hears success; every error has the contract's shape and writes nothing.
+Every write is acknowledged by Kafka (acks=all, idempotent producer; a batch of
+events: one transaction) before the client hears success; every error has the
+contract's shape and writes nothing.
 `create_app` only wires: each API resource has its module in `routes/`."""
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await producer.start()
     await admin.start()
-    for follower_task in (await ingest.view.start(), await ingest.attempts.follower.start()):
+    await ingest.batches.start()
+    for follower_task in (await ingest.view.start(), await ingest.attempts.follower.start(),
+                          await ingest.idempotency_follower.start()):
         follower_task.add_done_callback(_fatal_if_failed)
     ingest.producer, ingest.admin = producer, admin
     log.info("ingest connected to kafka at %s", bootstrap)
@@ -49,6 +52,8 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
     finally:
         await ingest.view.stop()
         await ingest.attempts.follower.stop()
+        await ingest.idempotency_follower.stop()
+        await ingest.batches.stop()
         await producer.stop()
         await admin.close()
 

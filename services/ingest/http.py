@@ -1,12 +1,15 @@
-"""What every route shares: the error and metrics middleware, JSON in and out,
-authorization, and the lookup of the webhook a path names."""
+"""What every route shares: the error and metrics middleware, JSON in and out
+(bounded: at most MAX_BODY bytes, MAX_DEPTH levels of nesting), authorization,
+and the lookup of the webhook a path names."""
 
 from __future__ import annotations
 
 import logging
 import time
+from array import array
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from itertools import accumulate
 from typing import TypeVar
 
 import msgspec
@@ -15,12 +18,16 @@ from aiohttp import web
 from schemas.webhooks import Webhook
 from services.common.ids import new_id
 from services.ingest.auth import authorize
+from schemas.api import ErrorDetail
 from services.ingest.errors import ApiError, decode_error
 from services.ingest.state import INGEST
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 256 * 1024
+# Levels of objects and arrays in a request body. Real payloads nest a few
+# levels; thousands would exhaust the recursion of every later decoder.
+MAX_DEPTH = 64
 T = TypeVar("T")
 encoder = msgspec.json.Encoder()
 
@@ -35,7 +42,9 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
         response = await handler(request)
     except ApiError as exc:
         response = error_response(exc)
-    except web.HTTPException as exc:  # routing: 404, 405; body size: 413
+    except web.HTTPRequestEntityTooLarge:
+        response = error_response(ApiError(413, f"the body is over {MAX_BODY // 1024} KiB"))
+    except web.HTTPException as exc:  # routing: 404, 405
         if exc.status < 400:
             raise
         response = error_response(ApiError(exc.status, exc.reason or "error"))
@@ -61,11 +70,35 @@ def json_response(struct: msgspec.Struct, status: int = 200) -> web.Response:
 
 
 async def decode_body(request: web.Request, type_: type[T]) -> T:
+    """The body as `type_`, or a 400 (a 413 when over MAX_BODY)."""
     body = await request.read()
+    if json_depth(body) > MAX_DEPTH:
+        raise ApiError.invalid([ErrorDetail("", f"JSON nests deeper than {MAX_DEPTH} levels")])
     try:
         return msgspec.json.decode(body, type=type_)
     except msgspec.DecodeError as exc:
         raise decode_error(exc) from None
+    except RecursionError:  # only if MAX_DEPTH were near the interpreter's limit
+        raise ApiError.invalid([ErrorDetail("", "JSON nests too deeply")]) from None
+
+
+# Brackets as depth steps (+1, -1 as signed bytes); every other byte deleted.
+_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[{]}"))
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply the objects and arrays of JSON `body` nest (brackets inside
+    strings do not count), at C speed. Malformed JSON gets some number: its
+    decoding fails anyway."""
+    if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
+        return 0  # cannot be too deep
+    # Drop escaped backslashes, then escaped quotes: each `"` left opens or
+    # closes a string, so every other piece between quotes is outside strings.
+    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    outside = b"".join(unescaped.split(b'"')[::2])
+    steps = array("b", outside.translate(_STEPS, _NOT_BRACKETS))
+    return max(accumulate(steps), default=0)
 
 
 def authorized_app(request: web.Request) -> str:

@@ -17,7 +17,13 @@ class Settings:
     target_policy: TargetPolicy = TargetPolicy()
     max_webhooks_per_app: int = 10
     secret_rotation_overlap: float = 24 * 3600.0
+    # How long an Idempotency-Key is remembered after its first use.
+    idempotency_ttl: float = 24 * 3600.0
     log_format: str = "json"
+
+    def __post_init__(self) -> None:
+        if self.idempotency_ttl <= 0:
+            raise ConfigError("HOOKBUS_IDEMPOTENCY_TTL must be positive")
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
@@ -37,5 +43,6 @@ class Settings:
             ),
             max_webhooks_per_app=env.int("MAX_WEBHOOKS_PER_APP", 10),
             secret_rotation_overlap=env.duration("SECRET_ROTATION_OVERLAP", "24h"),
+            idempotency_ttl=env.duration("IDEMPOTENCY_TTL", "24h"),
             log_format=env.str("LOG_FORMAT", "json"),
         )

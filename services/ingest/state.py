@@ -1,16 +1,24 @@
 """What one ingest instance shares between its handlers: settings, the Kafka
-producer and admin client, the webhooks view, the attempts log, metrics."""
+producers (idempotent; transactional for batches) and admin client, the
+webhooks view, the attempts log, the idempotency keys, metrics."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import secrets
+import socket
+import time
 
+import msgspec
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
+from schemas.idempotency import IdempotencyRecord
+from services.common.topic_follower import TopicFollower
 from schemas.webhooks import Webhook
 from services.common.topics import Topics, missing_topics
 from services.common.webhooks_view import WebhooksView, WriteNotConfirmed
@@ -21,6 +29,7 @@ from services.ingest.metrics import IngestMetrics
 from services.ingest.settings import Settings
 
 log = logging.getLogger(__name__)
+_json = msgspec.json.Encoder()
 
 
 class Ingest:
@@ -34,6 +43,10 @@ class Ingest:
                                  repair_with=lambda: self.producer)
         self.attempts = AttemptsLog(settings.kafka.bootstrap, self.topics.attempts)
         self.idempotency = IdempotencyKeys()
+        self.idempotency_follower = TopicFollower(
+            settings.kafka.bootstrap, self.topics.idempotency,
+            lambda record: self.idempotency.apply(record.key, record.value, time.time()))
+        self.batches = TransactionalWriter(settings.kafka.bootstrap, _transactional_id(settings))
         self.producer: AIOKafkaProducer | None = None
         self.admin: AIOKafkaAdminClient | None = None
 
@@ -46,16 +59,31 @@ class Ingest:
             log.error("kafka write to %s failed: %r", topic, exc)
             raise ApiError(503, "the event store is unavailable; retry later") from exc
 
-    async def produce_all(self, topic: str, records: list[tuple[str, bytes]]) -> None:
-        """Write several records at once and wait until Kafka acknowledged all."""
-        assert self.producer is not None
+    async def produce_atomically(self, topic: str, records: list[tuple[str, bytes]]) -> None:
+        """Write records in one Kafka transaction: read_committed consumers see
+        all of them or none."""
         try:
-            sent = [await self.producer.send(topic, value, key=key.encode())
-                    for key, value in records]
-            await asyncio.gather(*sent)
-        except KafkaError as exc:
-            log.error("kafka write to %s failed: %r", topic, exc)
+            await self.batches.write(topic, records)
+        except MessageSizeTooLargeError as exc:
+            log.error("kafka transaction on %s aborted: %r", topic, exc)
+            raise ApiError(413, f"an event is larger than the {topic} topic accepts; "
+                                "nothing was written") from exc
+        except (KafkaError, TimeoutError) as exc:
+            log.error("kafka transaction on %s failed: %r", topic, exc)
             raise ApiError(503, "the event store is unavailable; retry later") from exc
+
+    async def idempotency_keys(self) -> IdempotencyKeys:
+        """The keys every replica used, once loaded (503 if that takes long)."""
+        try:
+            await asyncio.wait_for(self.idempotency_follower.ready.wait(), 5)
+        except TimeoutError:
+            raise ApiError(503, "idempotency keys are still loading; retry later") from None
+        return self.idempotency
+
+    async def remember_key(self, digest: str, record: IdempotencyRecord) -> None:
+        """Tell every replica (and this one) what a key's request wrote."""
+        await self.produce(self.topics.idempotency, digest, _json.encode(record))
+        self.idempotency.put(digest, record, time.time())
 
     def check_webhook_writes_open(self) -> None:
         """503 until the webhooks view is loaded: a write checked against a view
@@ -100,12 +128,114 @@ class Ingest:
             return "starting"
         if not self.view.ready.is_set():
             return "loading webhooks"
+        if not self.idempotency_follower.ready.is_set():
+            return "loading idempotency keys"
         try:
-            names = [self.topics.events, self.topics.webhooks]
+            names = [self.topics.events, self.topics.webhooks, self.topics.idempotency]
             missing = await asyncio.wait_for(missing_topics(self.admin, names), 2)
         except (KafkaError, TimeoutError) as exc:
             return f"kafka unreachable: {exc!r}"
         return f"missing topics: {', '.join(missing)}" if missing else None
+
+
+TRANSACTION_TIMEOUT_MS = 15_000  # the broker aborts a transaction left open this long
+TRANSACTION_BUDGET = 10.0  # seconds for one batch's transaction, a producer's start included
+
+
+def _transactional_id(settings: Settings) -> str:
+    """Unique per process, so that no two instances ever fence each other."""
+    return (f"{settings.kafka.topic_prefix}ingest.{socket.gethostname()}:{settings.http_port}"
+            f".{secrets.token_hex(4)}")
+
+
+class TransactionalWriter:
+    """Writes each batch of records in one Kafka transaction, one batch at a time
+    (a transactional producer has one transaction open at most): read_committed
+    consumers (the router) see all of a batch or none of it.
+
+    Cost: a transaction that a crashed instance left open holds back
+    read_committed consumers of its partitions until the broker aborts it
+    (TRANSACTION_TIMEOUT_MS), as the next instance has another id."""
+
+    def __init__(self, bootstrap: str, transactional_id: str) -> None:
+        self.transactional_id = transactional_id
+        self._bootstrap = bootstrap
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        async with self._lock:
+            await self._started_producer()
+        log.info("batches are written in transactions as %s", self.transactional_id)
+
+    async def stop(self) -> None:
+        async with self._lock:
+            self._retire()
+        await asyncio.gather(*list(self._retiring), return_exceptions=True)
+
+    async def write(self, topic: str, records: list[tuple[str, bytes]]) -> None:
+        """Commit `records`, or raise (KafkaError, TimeoutError): then they are
+        aborted or, when the commit itself timed out, their fate is unknown."""
+        async with self._lock:
+            try:
+                async with asyncio.timeout(TRANSACTION_BUDGET):
+                    producer = await self._started_producer()
+                    await producer.begin_transaction()
+                    await self._send_all(producer, topic, records)
+                    await producer.commit_transaction()
+            except BaseException:
+                # A failed transaction can leave the producer's sequence numbers out
+                # of step with the broker's: the next batch gets a new producer. It
+                # has the same id, so the broker fences this one and aborts whatever
+                # it left open, if its own abort did not.
+                self._retire()
+                raise
+
+    @staticmethod
+    async def _send_all(producer: AIOKafkaProducer, topic: str,
+                        records: list[tuple[str, bytes]]) -> None:
+        sent: list[asyncio.Future[object]] = []
+        try:
+            for key, value in records:
+                sent.append(await producer.send(topic, value, key=key.encode()))
+        finally:
+            if sent:
+                await asyncio.wait(sent)  # (unlike gather, never cancels them)
+        # Every record acknowledged before the commit: aiokafka would commit a
+        # transaction that lost a record.
+        failed = next((f.exception() for f in sent if f.exception() is not None), None)
+        if failed is not None:
+            raise failed
+
+    async def _started_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            self._producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap, transactional_id=self.transactional_id,
+                transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, acks="all",
+                enable_idempotence=True, linger_ms=2,
+            )
+            await self._producer.start()
+        return self._producer
+
+    def _retire(self) -> None:
+        """Abort what the producer has open and stop it, in the background."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            task = asyncio.create_task(_abort_and_stop(producer), name="retire a batch producer")
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+
+async def _abort_and_stop(producer: AIOKafkaProducer) -> None:
+    with contextlib.suppress(Exception):  # no transaction open, or it cannot end now
+        async with asyncio.timeout(TRANSACTION_BUDGET):
+            await producer.abort_transaction()
+    try:
+        async with asyncio.timeout(TRANSACTION_BUDGET):
+            await producer.stop()
+    except Exception as exc:
+        log.warning("a retired batch producer did not stop cleanly: %r", exc)
 
 
 INGEST = web.AppKey("ingest", Ingest)

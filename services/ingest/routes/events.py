@@ -18,7 +18,7 @@ from schemas.events import Event
 from services.common.ids import new_id
 from services.ingest.errors import ApiError
 from services.ingest.http import authorized_app, decode_body, encoder, json_response, now
-from services.ingest.idempotency import MAX_KEY_LENGTH, event_id_for
+from services.ingest.idempotency import MAX_KEY_LENGTH, batch_event_id, event_id_for
 from services.ingest.state import INGEST, Ingest
 from services.ingest.validation import event_problems
 
@@ -29,35 +29,41 @@ def add_routes(app: web.Application) -> None:
 
 
 async def publish_event(request: web.Request) -> web.Response:
+    """One event. With an `Idempotency-Key`: see services/ingest/idempotency.py."""
     app_id = authorized_app(request)
     ingest = request.app[INGEST]
-    key = request.headers.get("Idempotency-Key")
     try:
-        if key is not None and not 0 < len(key) <= MAX_KEY_LENGTH:
-            raise ApiError.invalid([ErrorDetail(
-                "Idempotency-Key", f"must be 1 to {MAX_KEY_LENGTH} characters")])
+        key = _idempotency_key(request)
         body = await decode_body(request, EventIn)
         _validate_events([body], app_id, field_prefix="")
     except ApiError:
         ingest.metrics.events.labels("invalid").inc()
         raise
-    if key is not None:
-        seen = ingest.idempotency.seen(app_id, key, time.time())
-        if seen is not None:
-            ingest.metrics.events.labels("duplicate").inc()
-            return json_response(EventAccepted(seen), status=202)
-    event = _event(body, app_id, event_id_for(app_id, key) if key is not None else None)
-    await _publish(ingest, [event])
-    if key is not None:
-        ingest.idempotency.remember(app_id, key, event.id, time.time())
+    if key is None:
+        event = _event(body, app_id, new_id("evt"))
+        await _publish(ingest, [event], atomically=False)
+        return json_response(EventAccepted(event.id), status=202)
+
+    at, ttl = time.time(), ingest.settings.idempotency_ttl
+    claim = (await ingest.idempotency_keys()).claim(app_id, key, at, ttl)
+    if claim.known is not None:
+        ingest.metrics.events.labels("duplicate").inc()
+        return json_response(EventAccepted(claim.known.event_id), status=202)
+    event = _event(body, app_id, event_id_for(app_id, key, claim.window))
+    await _publish(ingest, [event], atomically=False)
+    await ingest.remember_key(claim.digest, claim.record(event.id, 1, at, ttl))
     return json_response(EventAccepted(event.id), status=202)
 
 
 async def publish_batch(request: web.Request) -> web.Response:
-    """All or nothing: one invalid event refuses the batch and writes nothing."""
+    """All or nothing: one invalid event refuses the batch and writes nothing, and
+    a valid batch is written in one Kafka transaction. With an `Idempotency-Key`,
+    a retry within its TTL answers the same ids and writes nothing (the ids are
+    derived from the key, the window and each event's index)."""
     app_id = authorized_app(request)
     ingest = request.app[INGEST]
     try:
+        key = _idempotency_key(request)
         body = await decode_body(request, EventBatch)
         if not 0 < len(body.events) <= MAX_BATCH:
             raise ApiError.invalid([ErrorDetail("events", f"must hold 1 to {MAX_BATCH} events")])
@@ -65,9 +71,34 @@ async def publish_batch(request: web.Request) -> web.Response:
     except ApiError:
         ingest.metrics.events.labels("invalid").inc()
         raise
-    events = [_event(e, app_id, None) for e in body.events]
-    await _publish(ingest, events)
+    if key is None:
+        events = [_event(e, app_id, new_id("evt")) for e in body.events]
+        await _publish(ingest, events, atomically=True)
+        return json_response(EventsAccepted([e.id for e in events]), status=202)
+
+    at, ttl = time.time(), ingest.settings.idempotency_ttl
+    claim = (await ingest.idempotency_keys()).claim(app_id, key, at, ttl, batch=True)
+    if claim.known is not None and claim.known.count != len(body.events):
+        ingest.metrics.events.labels("invalid").inc()
+        raise ApiError.invalid([ErrorDetail(
+            "Idempotency-Key", f"was used for a batch of {claim.known.count} events; "
+                               "a retry must send the same batch")])
+    events = [_event(e, app_id, batch_event_id(app_id, key, claim.window, n))
+              for n, e in enumerate(body.events)]
+    if claim.known is not None:
+        ingest.metrics.events.labels("duplicate").inc(len(events))
+        return json_response(EventsAccepted([e.id for e in events]), status=202)
+    await _publish(ingest, events, atomically=True)
+    await ingest.remember_key(claim.digest, claim.record(events[0].id, len(events), at, ttl))
     return json_response(EventsAccepted([e.id for e in events]), status=202)
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 0 < len(key) <= MAX_KEY_LENGTH:
+        raise ApiError.invalid([ErrorDetail(
+            "Idempotency-Key", f"must be 1 to {MAX_KEY_LENGTH} characters")])
+    return key
 
 
 def _validate_events(events: list[EventIn], app_id: str, *, field_prefix: str) -> None:
@@ -79,9 +110,10 @@ def _validate_events(events: list[EventIn], app_id: str, *, field_prefix: str) -
         raise ApiError.invalid(problems)
 
 
-def _event(body: EventIn, app_id: str, derived_id: str | None) -> Event:
+def _event(body: EventIn, app_id: str, derived_id: str) -> Event:
+    """The envelope to write: the producer's id wins over a derived one."""
     return Event(
-        id=body.id or derived_id or new_id("evt"),
+        id=body.id or derived_id,
         type=body.type,
         app_id=app_id,
         created_at=body.created_at or now(),
@@ -89,12 +121,16 @@ def _event(body: EventIn, app_id: str, derived_id: str | None) -> Event:
     )
 
 
-async def _publish(ingest: Ingest, events: list[Event]) -> None:
+async def _publish(ingest: Ingest, events: list[Event], *, atomically: bool) -> None:
+    topic = ingest.topics.events
     try:
-        await ingest.produce_all(
-            ingest.topics.events, [(e.app_id, encoder.encode(e)) for e in events]
-        )
-    except ApiError:
-        ingest.metrics.events.labels("unavailable").inc(len(events))
+        if atomically:
+            await ingest.produce_atomically(topic, [(e.app_id, encoder.encode(e)) for e in events])
+        else:
+            for event in events:
+                await ingest.produce(topic, event.app_id, encoder.encode(event))
+    except ApiError as exc:
+        outcome = "invalid" if exc.code == 413 else "unavailable"
+        ingest.metrics.events.labels(outcome).inc(len(events))
         raise
     ingest.metrics.events.labels("accepted").inc(len(events))
