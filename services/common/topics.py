@@ -45,7 +45,11 @@ class Topics:
         return [
             TopicSpec(self.events, retained),
             TopicSpec(self.events_dlq, dead_letters),
-            TopicSpec(self.webhooks, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
+            # A record that lost a version race is followed by ingest's repair; an
+            # hour before compaction gives a stopped ingest time to come back and
+            # write it (services/common/webhook_log.py).
+            TopicSpec(self.webhooks, {"cleanup.policy": "compact",
+                                      "min.compaction.lag.ms": str(3600 * 1000)}),
             TopicSpec(self.deliveries, retained),
             *(TopicSpec(name, retained) for name in self.retry_tiers.values()),
             TopicSpec(self.deliveries_dlq, dead_letters),

@@ -39,12 +39,13 @@ _TYPES: list[type] = [
     SecretRotation, WebhookCreate, WebhookList, WebhookOut, WebhookPatch,
 ]
 _ERRORS = {
-    400: "Invalid input; `details` names each field at fault.",
+    400: "Invalid input (JSON nested deeper than 64 levels included); `details` names "
+         "each field at fault.",
     401: "No token, or not a valid one.",
     403: "The token is valid for another app.",
     404: "No such webhook in this app.",
     409: "A precondition failed: the per-app webhook limit, or a stale `version`.",
-    413: "The body is over 256 KiB.",
+    413: "The body is over 256 KiB, or an event is larger than the events topic accepts.",
     500: "Internal error, logged with the request id.",
     503: "Kafka is unavailable, or webhooks are still loading; retry later.",
 }
@@ -57,8 +58,9 @@ _CURSOR = {"name": "cursor", "in": "query", "required": False,
            "schema": {"type": "string", "pattern": "^[0-9]+$"}}
 _IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key", "in": "header", "required": False,
-    "description": "The same key from the same app within 24 h answers the same event id "
-                   "and publishes nothing more.",
+    "description": "The same key from the same app within HOOKBUS_IDEMPOTENCY_TTL (24 h "
+                   "by default) answers the same event id(s), on any ingest replica, and "
+                   "publishes nothing more; after it, the key makes new ids.",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
 
@@ -194,8 +196,9 @@ def openapi_document(version: str) -> dict[str, Any]:
                                    params=(_APP_ID, _IDEMPOTENCY_KEY)),
             },
             "/v1/apps/{app_id}/events/batch": {
-                "post": _operation("Publish events", 202, EventsAccepted, body=EventBatch,
-                                   params=app),
+                "post": _operation("Publish events (one Kafka transaction)", 202,
+                                   EventsAccepted, body=EventBatch,
+                                   params=(_APP_ID, _IDEMPOTENCY_KEY)),
             },
             "/v1/event-types": {
                 "get": {
