@@ -38,3 +38,8 @@ class EventDeadLetter(msgspec.Struct, kw_only=True):
     offset: int
     value: bytes
     failed_at: datetime
+    # The size of the record's whole value: `value` holds only its start when
+    # the whole would not fit `events.dlq` (then `value_truncated`; the record
+    # itself stays in `topic` at `partition` and `offset` for its retention).
+    value_size: int | None = None
+    value_truncated: bool = False

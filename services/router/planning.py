@@ -1,21 +1,66 @@
 """What the router does with one `events` record, without doing it: either the
-delivery tasks to write, or the reason the record goes to `events.dlq`. Pure."""
+delivery tasks to write, or the reason the record goes to `events.dlq`; and
+that dead letter, cut to fit its topic. Pure: nothing here imports faust or
+aiokafka, and `plan` returns an outcome for every input instead of raising.
+
+The limits it applies (the README's "router" section documents them):
+
+- `data` may nest at most `MAX_DATA_DEPTH` objects or arrays deep. Deeper
+  records are dead-lettered: the routing of every event must not depend on how
+  much of the interpreter's recursion budget is left, and neither the
+  deliverer's payload formats nor the customers' JSON parsers should meet a
+  depth that makes them fail.
+- A record takes at most `record_bytes(key, value)` bytes on the wire: its key
+  and value plus `RECORD_OVERHEAD_BYTES`, the most that the header of a
+  one-record, uncompressed batch (61 bytes) and the record's own framing
+  (at most 32 bytes) add. The broker checks a topic's `max.message.bytes`
+  against that batch, and the producer its `max_request_size` against the
+  record. `Limits` holds the smaller of the two for each topic the router
+  writes; a delivery task over it dead-letters its event, and a dead letter
+  over it carries only the start of the record's value (the whole record stays
+  in `events`, at the letter's partition and offset, for the topic's retention).
+"""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
 from schemas.deliveries import DeliveryTask
-from schemas.events import Event, EventRecord
+from schemas.events import Event, EventDeadLetter, EventRecord
 from services.common.triggers import CANONICAL_TYPES, RESERVED_TYPES
 from services.router.matching import SubscriptionIndex
 
+MAX_DATA_DEPTH = 256
+BATCH_HEADER_BYTES = 61  # the v2 record batch header
+RECORD_FRAMING_BYTES = 32  # length, attributes, deltas (<= 21), key and value lengths, headers
+RECORD_OVERHEAD_BYTES = BATCH_HEADER_BYTES + RECORD_FRAMING_BYTES
+# Kafka's default `max.message.bytes` and a Faust producer's request size cap.
+DEFAULT_RECORD_LIMIT = 1_000_000
+MAX_REASON_CHARS = 2_000
+
 _record_decoder = msgspec.json.Decoder(EventRecord)
 _encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The largest record, in `record_bytes`, each topic the router writes takes."""
+
+    deliveries: int = DEFAULT_RECORD_LIMIT
+    dead_letters: int = DEFAULT_RECORD_LIMIT
+
+    @classmethod
+    def of_topics(cls, *, deliveries_max_message_bytes: int, dead_letters_max_message_bytes: int,
+                  max_request_size: int) -> Limits:
+        return cls(
+            deliveries=min(deliveries_max_message_bytes, max_request_size),
+            dead_letters=min(dead_letters_max_message_bytes, max_request_size),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,20 +75,53 @@ class Unroutable:
     reason: str
 
 
+def record_bytes(key: bytes | None, value: bytes | None) -> int:
+    """An upper bound of the bytes a record takes in a batch of its own."""
+    return len(key or b"") + len(value or b"") + RECORD_OVERHEAD_BYTES
+
+
+def task_key(webhook_id: str) -> bytes:
+    return webhook_id.encode()
+
+
 def plan(
     value: bytes | None, *, partition: int, offset: int, timestamp_ms: int,
-    index: SubscriptionIndex,
+    index: SubscriptionIndex, limits: Limits = Limits(),
+) -> Routed | Unroutable:
+    """The tasks to write for one `events` record, or why it is dead-lettered.
+
+    Never raises (but for MemoryError): planning is a function of the record
+    alone, so whatever fails here would fail again on every try."""
+    try:
+        return _plan(value, partition=partition, offset=offset, timestamp_ms=timestamp_ms,
+                     index=index, limits=limits)
+    except MemoryError:
+        raise
+    except Exception as exc:  # any failure here is this record's
+        return Unroutable(_clip(f"could not be planned: {type(exc).__name__}: {exc}"))
+
+
+def _plan(
+    value: bytes | None, *, partition: int, offset: int, timestamp_ms: int,
+    index: SubscriptionIndex, limits: Limits,
 ) -> Routed | Unroutable:
     if value is None:
-        return Unroutable("empty record")
+        return Unroutable("empty record: a null value (tombstone) is not an event")
     try:
         record = _record_decoder.decode(value)
+    except RecursionError:
+        return Unroutable(f"data is nested too deeply to decode (recursion limit; at most "
+                          f"{MAX_DATA_DEPTH} levels are routed)")
     except msgspec.DecodeError as exc:
-        return Unroutable(f"not an event envelope: {exc}")
+        return Unroutable(_clip(f"not an event envelope: {exc}"))
     if record.type not in CANONICAL_TYPES:
-        return Unroutable(f"unknown event type {record.type!r}")
+        return Unroutable(_clip(f"unknown event type {record.type!r}"))
     if record.type in RESERVED_TYPES:
         return Unroutable(f"{record.type} may not be published")
+    if _may_nest_deeper_than(value, MAX_DATA_DEPTH) and \
+            (depth := nesting_depth(record.data)) > MAX_DATA_DEPTH:
+        return Unroutable(f"data is nested {depth} levels deep, deeper than the "
+                          f"{MAX_DATA_DEPTH} levels routed")
     event = Event(
         # Derived, not random, so that routing the same record again after a
         # crash yields the same id (the receivers' deduplication key).
@@ -64,4 +142,81 @@ def plan(
         )))
         for webhook_id in sorted(webhook_ids)
     ]
+    largest = max(record_bytes(task_key(w), task) for w, task in tasks)
+    if largest > limits.deliveries:
+        return Unroutable(too_large_reason(largest, limits.deliveries))
     return Routed(event, tasks)
+
+
+def after_refusal_as_too_large(tasks: list[tuple[str, bytes]], *,
+                               producer_batch_size: int) -> Unroutable | None:
+    """What to do when the broker refused one of these tasks as too large:
+    dead-letter the event when its largest task went alone in its batch (the
+    producer puts nothing beside a record larger than its batch size), so the
+    refusal was surely about it; otherwise None, an unknown failure (the batch
+    may have held other events' tasks, and the topic takes less than a batch)."""
+    largest = max((record_bytes(task_key(w), task) for w, task in tasks), default=0)
+    if largest <= producer_batch_size:
+        return None
+    return Unroutable(too_large_reason(largest))
+
+
+def too_large_reason(size: int, limit: int | None = None) -> str:
+    if limit is None:
+        return (f"delivery task too large: the broker refused a task of {size} bytes "
+                f"(MessageSizeTooLargeError; see the deliveries topic's max.message.bytes)")
+    return (f"delivery task too large: {size} bytes, over the {limit} bytes the "
+            f"deliveries topic takes (its max.message.bytes, or the producer's max request size)")
+
+
+def nesting_depth(data: Any) -> int:
+    """How many objects or arrays deep `data` nests (`{}` is 1), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _may_nest_deeper_than(value: bytes, depth: int) -> bool:
+    # Each level opens a bracket, so fewer brackets (strings included) than
+    # levels rule the walk out; most events are far below.
+    return value.count(b"{") + value.count(b"[") > depth
+
+
+def dead_letter(
+    *, reason: str, topic: str, partition: int, offset: int, key: bytes | None,
+    value: bytes | None, failed_at: datetime, limit: int,
+) -> bytes:
+    """The encoded `events.dlq` record, at most `limit` in `record_bytes`: the
+    value is cut (and marked so) when the whole would not fit."""
+    raw = value or b""
+    letter = EventDeadLetter(
+        reason=_clip(reason), topic=topic, partition=partition, offset=offset, value=raw,
+        failed_at=failed_at, value_size=len(raw), value_truncated=False,
+    )
+    encoded = _encoder.encode(letter)
+    if record_bytes(key, encoded) <= limit:
+        return encoded
+    letter.value, letter.value_truncated = b"", True
+    # A reason too long for even an empty value is cut too (halved at a time).
+    while record_bytes(key, _encoder.encode(letter)) > limit and len(letter.reason) > 80:
+        letter.reason = letter.reason[: len(letter.reason) // 2] + "…"
+    # msgspec writes bytes as base64: 4 characters per 3 bytes, padded.
+    room = limit - record_bytes(key, _encoder.encode(letter))
+    letter.value = raw[: max(0, room // 4 * 3)]
+    return _encoder.encode(letter)
+
+
+def _clip(reason: str) -> str:
+    if len(reason) <= MAX_REASON_CHARS:
+        return reason
+    return reason[: MAX_REASON_CHARS - 1] + "…"

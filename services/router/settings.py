@@ -15,6 +15,10 @@ class Settings:
     log_format: str = "json"
     log_level: str = "INFO"
     data_dir: str = "/tmp/hookbus-router"
+    # How long a write to `deliveries` or `events.dlq` may wait for Kafka's
+    # acknowledgement (retries included) before the router gives up on the event
+    # and exits, to route it again after its restart.
+    send_timeout: float = 60.0
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
@@ -26,4 +30,5 @@ class Settings:
             log_format=env.str("LOG_FORMAT", "json"),
             log_level=env.str("LOG_LEVEL", "INFO"),
             data_dir=env.str("ROUTER_DATA_DIR", "/tmp/hookbus-router"),
+            send_timeout=env.duration("ROUTER_SEND_TIMEOUT", "60s"),
         )
