@@ -20,6 +20,7 @@ class TopicFollower:
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
+        self.partitions: list[int] = []  # the topic's, as found at start
 
     async def start(self) -> asyncio.Task[None]:
         """Connect and start following; returns the following task, whose
@@ -41,6 +42,7 @@ class TopicFollower:
                 log.warning("waiting for the topic %s to exist", self.topic)
             await asyncio.sleep(0.25)
             waited += 0.25
+        self.partitions = sorted(tp.partition for tp in consumer.assignment())
         ends = await consumer.end_offsets(list(consumer.assignment()))
         self._task = asyncio.create_task(self._follow(consumer, ends), name=f"follow {self.topic}")
         return self._task

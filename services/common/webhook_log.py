@@ -9,7 +9,13 @@ The rules, for a record of webhook `id` read from partition `p`:
 - A tombstone deletes, and the id is remembered as deleted: a delete is final.
 - A record for a deleted id is ignored.
 - A record for an id whose current record lives in another partition is ignored
-  (writers keep each id in one partition; see `WebhooksView.write`).
+  (writers keep each id in one partition; see `WebhooksView.write`), unless it
+  is in the id's home partition (where every writer puts the id: `home`) and
+  the current one is not: then the home record is judged as if the other were
+  absent, and replaces it if it holds. Readers interleave partitions in any
+  order, so without this a record written into a foreign partition (by a
+  hostile or broken producer) won in the readers that happened to read it first
+  and lost in the others.
 - With a current record of version `v`: version `v + 1` is applied; the same
   version with the same bytes is a no-op (a repair, or a duplicate); a version
   above `v + 1` is applied (records in between were compacted away: no writer
@@ -41,6 +47,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Literal
 
 DELETED_CAPACITY = 100_000
@@ -102,9 +109,12 @@ class Repair:
 
 
 class WebhookLog:
-    def __init__(self, deleted_capacity: int = DELETED_CAPACITY) -> None:
+    def __init__(self, deleted_capacity: int = DELETED_CAPACITY,
+                 home: Callable[[str], int | None] | None = None) -> None:
+        """`home`: the partition an id's records belong in (None: unknown)."""
+        self._home = home
         self._current: dict[str, Current] = {}
-        self._deleted: OrderedDict[str, None] = OrderedDict()
+        self._deleted: OrderedDict[str, int] = OrderedDict()  # id -> the tombstone's partition
         self._deleted_capacity = deleted_capacity
         self._live: Counter[tuple[int, str]] = Counter()  # (partition, app id) -> webhooks
         # (id, partition) whose last record lost there: an ordered set
@@ -159,31 +169,54 @@ class WebhookLog:
         for repair in repairs:
             self._repairs[repair.webhook_id, repair.partition] = None
 
+    def _at_home(self, webhook_id: str, partition: int) -> bool:
+        return self._home is not None and self._home(webhook_id) == partition
+
     def _tombstone(self, partition: int, webhook_id: str) -> Outcome:
         current = self._current.get(webhook_id)
-        if current is not None and current.partition != partition:
+        if (current is not None and current.partition != partition
+                and not self._at_home(webhook_id, partition)):
             return Outcome("ignored", f"tombstone outside the webhook's partition "
                                       f"{current.partition}")
         if webhook_id in self._deleted:
             self._deleted.move_to_end(webhook_id)
+            if self._at_home(webhook_id, partition):
+                self._deleted[webhook_id] = partition
             return _UNCHANGED
         if current is not None:
             del self._current[webhook_id]
             self._count(current.partition, current.app_id, -1)
-        self._deleted[webhook_id] = None
+        self._deleted[webhook_id] = partition
         if len(self._deleted) > self._deleted_capacity:
             self._deleted.popitem(last=False)
         return Outcome("deleted")
 
     def _written(self, partition: int, webhook_id: str, record: Written) -> Outcome:
-        if webhook_id in self._deleted:
+        deleted_in = self._deleted.get(webhook_id)
+        if deleted_in is not None:
             self._deleted.move_to_end(webhook_id)
-            return Outcome("ignored", "the webhook was deleted", repair=True)
+            if deleted_in == partition or not self._at_home(webhook_id, partition):
+                return Outcome("ignored", "the webhook was deleted", repair=True)
+            # A tombstone outside the id's home partition does not bind it.
+            del self._deleted[webhook_id]
+            outcome = self._created(partition, webhook_id, record)
+            if not outcome.holds:
+                self._deleted[webhook_id] = deleted_in
+            return outcome
         current = self._current.get(webhook_id)
         if current is None:
             return self._created(partition, webhook_id, record)
         if current.partition != partition:
-            return Outcome("ignored", f"outside the webhook's partition {current.partition}")
+            if not self._at_home(webhook_id, partition):
+                return Outcome("ignored", f"outside the webhook's partition {current.partition}")
+            # The home partition's record, judged as if the foreign one were absent.
+            del self._current[webhook_id]
+            self._count(current.partition, current.app_id, -1)
+            outcome = self._created(partition, webhook_id, record)
+            if not outcome.holds:
+                self._current[webhook_id] = current
+                self._count(current.partition, current.app_id, +1)
+            return outcome
         if record.app_id != current.app_id:
             return Outcome("ignored", "names another app", repair=True)
         if record.version == current.version and record.digest == current.digest:

@@ -78,7 +78,7 @@ class WebhooksView:
         self._keep = keep
         self._repair_with = repair_with
         self._confirm_timeout = confirm_timeout
-        self._log = WebhookLog(deleted_capacity)
+        self._log = WebhookLog(deleted_capacity, home=self._home)
         self._webhooks: dict[str, Webhook] = {}
         self._values: dict[str, bytes] = {}  # current records as written (for repairs)
         self._by_app: dict[str, dict[str, Webhook]] = {}
@@ -159,6 +159,12 @@ class WebhooksView:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._follower.stop()
 
+    def _home(self, webhook_id: str) -> int | None:
+        """The partition every writer puts `webhook_id` in (see the module's
+        placement note), once the topic's partitions are known."""
+        partitions = self._follower.partitions
+        return _partition_of(webhook_id, partitions) if partitions else None
+
     async def _partitions(self, producer: AIOKafkaProducer) -> list[int]:
         return sorted(await producer.partitions_for(self._follower.topic))
 
@@ -197,7 +203,7 @@ class WebhooksView:
         else:
             try:
                 webhook = webhook_decoder.decode(record.value)
-            except msgspec.DecodeError as exc:
+            except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # (invalid UTF-8)
                 log.error("undecodable webhook record (key %r): %s", webhook_id, exc)
             if webhook is None or webhook.id != webhook_id:
                 webhook = None

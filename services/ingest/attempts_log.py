@@ -37,9 +37,12 @@ class AttemptsLog:
         return [a for _, a in found], None
 
     def _apply(self, record: ConsumerRecord) -> None:
+        if record.value is None:
+            log.error("skipping a null attempt record at offset %d", record.offset)
+            return
         try:
             attempt = attempt_decoder.decode(record.value)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # (invalid UTF-8)
             log.error("skipping an undecodable attempt record at offset %d: %s",
                       record.offset, exc)
             return

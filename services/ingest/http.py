@@ -5,6 +5,7 @@ and the lookup of the webhook a path names."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from array import array
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,8 @@ MAX_BODY = 256 * 1024
 # levels; thousands would exhaust the recursion of every later decoder.
 MAX_DEPTH = 64
 T = TypeVar("T")
+# A client's X-Request-Id is echoed and logged only when it looks like an id.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 encoder = msgspec.json.Encoder()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -37,7 +40,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
-    request_id = request.headers.get("X-Request-Id") or new_id("req")
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if _REQUEST_ID.fullmatch(given) else new_id("req")
     try:
         response = await handler(request)
     except ApiError as exc:
@@ -78,6 +82,9 @@ async def decode_body(request: web.Request, type_: type[T]) -> T:
         return msgspec.json.decode(body, type=type_)
     except msgspec.DecodeError as exc:
         raise decode_error(exc) from None
+    except UnicodeDecodeError as exc:  # msgspec's, for a string that is not UTF-8
+        raise ApiError.invalid([ErrorDetail("", f"malformed JSON: not UTF-8 at byte "
+                                                f"{exc.start}")]) from None
     except RecursionError:  # only if MAX_DEPTH were near the interpreter's limit
         raise ApiError.invalid([ErrorDetail("", "JSON nests too deeply")]) from None
 

@@ -147,7 +147,7 @@ class IdempotencyKeys:
             return
         try:
             record = idempotency_decoder.decode(value)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # (invalid UTF-8)
             log.error("skipping an undecodable idempotency record (key %r): %s", key, exc)
             return
         self.put(digest, record, now)

@@ -98,6 +98,9 @@ def _idempotency_key(request: web.Request) -> str | None:
     if key is not None and not 0 < len(key) <= MAX_KEY_LENGTH:
         raise ApiError.invalid([ErrorDetail(
             "Idempotency-Key", f"must be 1 to {MAX_KEY_LENGTH} characters")])
+    if key is not None and not key.isprintable():  # aiohttp keeps bytes not UTF-8 as
+        raise ApiError.invalid([ErrorDetail(      # lone surrogates: not printable
+            "Idempotency-Key", "must be printable UTF-8 text")])
     return key
 
 

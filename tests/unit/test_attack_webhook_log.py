@@ -1,0 +1,119 @@
+"""Hostile records against the pure rules of services/common/webhook_log.py: a
+record for a webhook's id written into a partition other than its home one (where
+every writer puts the id) must not make readers that interleave partitions
+differently disagree."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.common.webhook_log import WebhookLog, Written, digest_of
+
+PARTITIONS = 3
+HOME = {"wh_a": 0, "wh_b": 1, "wh_c": 2}
+
+
+def home(webhook_id: str) -> int | None:
+    return HOME.get(webhook_id)
+
+
+def rec(version: int, app: str = "app_1", limit: int = 0, content: str = "") -> Written:
+    return Written(version, app, limit, digest_of(f"{version}/{app}/{content}".encode()))
+
+
+Record = tuple[int, str, Written | None]
+
+
+def read(records: list[Record]) -> WebhookLog:
+    log = WebhookLog(home=home)
+    for partition, key, written in records:
+        log.apply(partition, key, written)
+    return log
+
+
+def state(log: WebhookLog) -> dict:
+    return {k: (log.current(k), log.is_deleted(k)) for k in HOME}
+
+
+def test_a_foreign_record_read_first_does_not_take_over_the_webhook() -> None:
+    own = [(0, "wh_a", rec(1)), (0, "wh_a", rec(2))]
+    hijack = [(1, "wh_a", rec(1000, app="app_evil"))]
+    home_first, foreign_first = read(own + hijack), read(hijack + own)
+    assert state(home_first) == state(foreign_first)
+    current = foreign_first.current("wh_a")
+    assert current is not None and (current.app_id, current.version) == ("app_1", 2)
+    assert foreign_first.live(1, "app_evil") == 0 and foreign_first.live(0, "app_1") == 1
+
+
+def test_a_delete_in_the_home_partition_wins_over_a_foreign_record() -> None:
+    own = [(0, "wh_a", rec(1)), (0, "wh_a", None)]
+    hijack = [(2, "wh_a", rec(7, app="app_evil"))]
+    for order in (own + hijack, hijack + own, [own[0]] + hijack + [own[1]]):
+        log = read(order)
+        assert log.current("wh_a") is None and log.is_deleted("wh_a"), order
+
+
+def test_a_home_create_over_the_limit_leaves_the_same_state_in_every_order() -> None:
+    own = [(0, "wh_c0", rec(1, limit=1)), (0, "wh_a", rec(1, limit=1, content="x"))]
+    HOME["wh_c0"] = 0
+    try:
+        hijack = [(1, "wh_a", rec(3, app="app_evil"))]
+        logs = [read(own + hijack), read(hijack + own), read(own[:1] + hijack + own[1:])]
+        assert len({repr(state(log)) for log in logs}) == 1
+        assert {log.live(0, "app_1") for log in logs} == {1}
+    finally:
+        del HOME["wh_c0"]
+
+
+# Legitimate records live in their home partition, in order; hostile ones go
+# anywhere else, with any version and app. Every interleaving must agree.
+_OWN_STEP = st.sampled_from(["update", "update", "delete"])
+_HOSTILE = st.tuples(st.sampled_from(sorted(HOME)), st.integers(0, PARTITIONS - 1),
+                     st.integers(0, 2**62), st.sampled_from(["app_1", "app_evil"]),
+                     st.booleans())
+
+
+@st.composite
+def logs(draw: st.DrawFn) -> list[Record]:
+    records: list[Record] = []
+    for key, partition in HOME.items():
+        version = 1
+        records.append((partition, key, rec(1, limit=5, content=key)))
+        for step in draw(st.lists(_OWN_STEP, max_size=4)):
+            if step == "delete":
+                records.append((partition, key, None))
+                break
+            version += 1
+            records.append((partition, key, rec(version, content=key)))
+    for key, partition, version, app, tombstone in draw(st.lists(_HOSTILE, max_size=6)):
+        if partition != HOME[key]:
+            records.append((partition, key, None if tombstone else rec(version, app=app)))
+    return records
+
+
+@st.composite
+def interleaving(draw: st.DrawFn, records: list[Record]) -> list[Record]:
+    queues = [[r for r in records if r[0] == p] for p in range(PARTITIONS)]
+    order: list[Record] = []
+    while any(queues):
+        order.append(draw(st.sampled_from([q for q in queues if q])).pop(0))
+    return order
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), records=logs())
+def test_foreign_records_never_make_readers_disagree(data: st.DataObject,
+                                                     records: list[Record]) -> None:
+    first = read(data.draw(interleaving(records)))
+    second = read(data.draw(interleaving(records)))
+    assert state(first) == state(second)
+    # and what holds is what the home partition says
+    for key, partition in HOME.items():
+        own = [w for p, k, w in records if k == key and p == partition]
+        current = first.current(key)
+        if own[-1] is None:
+            assert current is None and first.is_deleted(key)
+        else:
+            assert current is not None and current.partition == partition
+            assert current.version == own[-1].version
