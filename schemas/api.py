@@ -4,13 +4,13 @@ fields, so a typo is a 400 rather than a silently ignored setting."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
 from schemas.attempts import Attempt
-from schemas.webhooks import ClientCredentials, TargetType, TokenRequestType, Webhook
+from schemas.webhooks import ClientCredentials, TargetType, TokenRequestType, Version, Webhook
 
 
 class ErrorDetail(msgspec.Struct):
@@ -44,7 +44,6 @@ class WebhookCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     enabled: bool = True
 
 
-Version = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 
 
 class WebhookPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

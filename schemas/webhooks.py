@@ -6,12 +6,15 @@ fields are skipped when decoding, so older services read newer records."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
 TargetType = Literal["HTTP", "DISMISS"]
 TokenRequestType = Literal["BASIC", "FORM"]
+# At most 2**53, so that JSON clients read it exactly: a record claiming more (a
+# hostile producer's way to block every later write) is unreadable, and repaired.
+Version = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 
 
 class ClientCredentials(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -48,7 +51,7 @@ class Webhook(msgspec.Struct, kw_only=True, omit_defaults=True):
     # Each write carries the version it replaces plus one (a create is 1); 0 marks
     # a record written before versions existed. Which record wins is decided by
     # every reader alike: services/common/webhook_log.py.
-    version: int = 0
+    version: Version = 0
     # Stored only: HOOKBUS_MAX_WEBHOOKS_PER_APP in force at creation, which readers
     # check the create against (0: written before the limit was checked in the log).
     app_limit: int = 0

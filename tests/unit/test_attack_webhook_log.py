@@ -5,6 +5,7 @@ differently disagree."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -117,3 +118,18 @@ def test_foreign_records_never_make_readers_disagree(data: st.DataObject,
         else:
             assert current is not None and current.partition == partition
             assert current.version == own[-1].version
+
+
+def test_a_version_beyond_json_precision_is_unreadable() -> None:
+    """A hostile record claiming version 2**62 would otherwise win and leave every
+    API write naming a version (at most 2**53) a 400; unreadable, it is repaired."""
+    import msgspec
+
+    from schemas.webhooks import webhook_decoder
+
+    record = {"id": "wh_1", "app_id": "a", "target": "https://x.example/", "triggers": ["*"],
+              "secret": "whsec_x", "created_at": "2026-11-23T00:00:00Z",
+              "updated_at": "2026-11-23T00:00:00Z"}
+    assert webhook_decoder.decode(msgspec.json.encode(record | {"version": 2**53})).version == 2**53
+    with pytest.raises(msgspec.ValidationError):
+        webhook_decoder.decode(msgspec.json.encode(record | {"version": 2**62}))
