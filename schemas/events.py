@@ -43,3 +43,8 @@ class EventDeadLetter(msgspec.Struct, kw_only=True):
     # itself stays in `topic` at `partition` and `offset` for its retention).
     value_size: int | None = None
     value_truncated: bool = False
+    # The size of the record's key (None: a null key). The letter's own key is
+    # the record's, but for a key too large to leave room for the letter: then
+    # only its start (`key_truncated`).
+    key_size: int | None = None
+    key_truncated: bool = False

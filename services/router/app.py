@@ -61,7 +61,7 @@ from services.router.planning import (
     Limits,
     Unroutable,
     after_refusal_as_too_large,
-    dead_letter,
+    dead_letter_record,
     plan,
     task_key,
 )
@@ -249,12 +249,12 @@ class Router:
         assert self.limits is not None
         log.warning("event record %s/%d@%d to the dead letters: %s",
                     message.topic, message.partition, message.offset, reason)
-        letter = dead_letter(
+        key, letter = dead_letter_record(
             reason=reason, topic=message.topic, partition=message.partition,
             offset=message.offset, key=message.key, value=message.value,
             failed_at=datetime.now(UTC), limit=self.limits.dead_letters,
         )
-        await (await self._dead_letters.send(key=message.key, value=letter))
+        await (await self._dead_letters.send(key=key, value=letter))
         self.metrics.events.labels("dead_lettered").inc()
 
     def _mark_routed(self, message: faust.types.Message) -> None:

@@ -196,24 +196,43 @@ def dead_letter(
     *, reason: str, topic: str, partition: int, offset: int, key: bytes | None,
     value: bytes | None, failed_at: datetime, limit: int,
 ) -> bytes:
-    """The encoded `events.dlq` record, at most `limit` in `record_bytes`: the
-    value is cut (and marked so) when the whole would not fit."""
+    """The encoded `events.dlq` record, at most `limit` in `record_bytes` with
+    the key `dead_letter_record` gives it: the value is cut (and marked so)
+    when the whole would not fit."""
+    return dead_letter_record(reason=reason, topic=topic, partition=partition, offset=offset,
+                              key=key, value=value, failed_at=failed_at, limit=limit)[1]
+
+
+def dead_letter_record(
+    *, reason: str, topic: str, partition: int, offset: int, key: bytes | None,
+    value: bytes | None, failed_at: datetime, limit: int,
+) -> tuple[bytes | None, bytes]:
+    """The key and encoded value of the `events.dlq` record, together at most
+    `limit` in `record_bytes`. The key is the record's own, but for a key so
+    large that not even a letter without value fits beside it (`events` may
+    take larger records than the router can write): then only its start,
+    marked `key_truncated` (`key_size` is the whole key's)."""
     raw = value or b""
     letter = EventDeadLetter(
         reason=_clip(reason), topic=topic, partition=partition, offset=offset, value=raw,
         failed_at=failed_at, value_size=len(raw), value_truncated=False,
+        key_size=None if key is None else len(key),
     )
     encoded = _encoder.encode(letter)
     if record_bytes(key, encoded) <= limit:
-        return encoded
+        return key, encoded
     letter.value, letter.value_truncated = b"", True
     # A reason too long for even an empty value is cut too (halved at a time).
     while record_bytes(key, _encoder.encode(letter)) > limit and len(letter.reason) > 80:
         letter.reason = letter.reason[: len(letter.reason) // 2] + "…"
+    if key is not None and record_bytes(key, _encoder.encode(letter)) > limit:
+        letter.key_truncated = True
+        over = record_bytes(key, _encoder.encode(letter)) - limit
+        key = key[: max(0, len(key) - over)]
     # msgspec writes bytes as base64: 4 characters per 3 bytes, padded.
     room = limit - record_bytes(key, _encoder.encode(letter))
     letter.value = raw[: max(0, room // 4 * 3)]
-    return _encoder.encode(letter)
+    return key, _encoder.encode(letter)
 
 
 def _clip(reason: str) -> str:
