@@ -122,13 +122,19 @@ def _plan(
             (depth := nesting_depth(record.data)) > MAX_DATA_DEPTH:
         return Unroutable(f"data is nested {depth} levels deep, deeper than the "
                           f"{MAX_DATA_DEPTH} levels routed")
+    created_at = record.created_at or datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+    if created_at.tzinfo is None:
+        # RFC 3339 without an offset ("2026-11-22T18:15:00") decodes naive: read
+        # as UTC, so that every task's time compares with an aware one.
+        created_at = created_at.replace(tzinfo=UTC)
+    created_at.astimezone(UTC)  # OverflowError (dead-lettered) past year 1 or 9999 in UTC
     event = Event(
         # Derived, not random, so that routing the same record again after a
         # crash yields the same id (the receivers' deduplication key).
         id=record.id or "evt_" + hashlib.sha256(b"%d:%d:%s" % (partition, offset, value)).hexdigest()[:32],
         type=record.type,
         app_id=record.app_id,
-        created_at=record.created_at or datetime.fromtimestamp(timestamp_ms / 1000, UTC),
+        created_at=created_at,
         data=record.data,
     )
     webhook_ids = index.match(event.app_id, event.type)

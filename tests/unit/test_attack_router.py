@@ -8,8 +8,10 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from schemas.deliveries import DeliveryTask
 from schemas.events import EventDeadLetter
-from services.router.planning import dead_letter_record, record_bytes
+from services.router.matching import SubscriptionIndex
+from services.router.planning import Routed, Unroutable, dead_letter_record, plan, record_bytes
 
 NOW = datetime(2026, 11, 22, 18, 15, tzinfo=UTC)
 
@@ -41,3 +43,29 @@ def test_a_key_that_fits_is_kept_as_read() -> None:
     assert key == b"app_1" and letter.value_truncated and not letter.key_truncated
     assert dead_letter_record(reason="r", topic="e", partition=0, offset=1, key=None,
                               value=b"", failed_at=NOW, limit=10_000)[0] is None
+
+
+def _planned(created_at: str) -> Routed | Unroutable:
+    index = SubscriptionIndex()
+    index.put("wh_1", "app_1", ["*"])
+    value = msgspec.json.encode({"type": "message.received", "app_id": "app_1",
+                                 "created_at": created_at})
+    return plan(value, partition=0, offset=1, timestamp_ms=0, index=index)
+
+
+def test_a_created_at_without_offset_is_read_as_utc() -> None:
+    # Naive, it broke the deliverer: `now(UTC) - created_at` is a TypeError.
+    routed = _planned("2026-11-22T18:15:00")
+    assert isinstance(routed, Routed)
+    assert routed.event.created_at == datetime(2026, 11, 22, 18, 15, tzinfo=UTC)
+    [(_, task)] = routed.tasks
+    decoded = msgspec.json.decode(task, type=DeliveryTask)
+    assert decoded.event_created_at.tzinfo is not None
+    assert msgspec.json.decode(bytes(decoded.body))["created_at"] == "2026-11-22T18:15:00Z"
+
+
+def test_a_created_at_out_of_range_in_utc_is_dead_lettered() -> None:
+    for created_at in ("9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"):
+        outcome = _planned(created_at)
+        assert isinstance(outcome, Unroutable) and "out of range" in outcome.reason
+    assert isinstance(_planned("2026-11-22T20:15:00+02:00"), Routed)
