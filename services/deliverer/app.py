@@ -15,9 +15,10 @@ never holds up the others.
 Commits: many records are under way at once, from any partition; an offset is
 committed only up to the lowest unfinished record of its partition, queued
 ones included, and only after that record's writes were acknowledged. A
-rebalance drops the queued tasks of revoked partitions (their new owner
-repeats them) and lets the attempts under way finish briefly; what finishes
-later is neither committed nor an error.
+rebalance lets the work of revoked partitions finish within a budget (queued
+tasks may still start while an attempt begun then can end in time; the rest are
+left to the new owner), and what finishes later is neither committed nor an
+error.
 
 Retry tiers: a tier partition whose head record is not yet due is paused and
 rewound to that record until it is; nothing sleeps per record."""
@@ -39,7 +40,7 @@ import msgspec
 from aiohttp.abc import AbstractResolver
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 
 from schemas.deliveries import DeliveryTask, delivery_task_decoder
 from schemas.webhooks import Webhook
@@ -77,8 +78,8 @@ COMMIT_INTERVAL = 0.5
 MAX_FETCH = 500            # records per fetch, at most
 UNKNOWN_HOLD = 2.0         # seconds a task of an unknown webhook waits in memory for the view
 MAX_HOLDING = 1_000        # tasks held so at once; more go to a retry tier at once
-REVOKE_MARGIN = 2.0        # seconds beyond the attempt timeout that a revocation waits
-REBALANCE_MARGIN = 10.0    # seconds beyond the attempt timeout that a rebalance may take
+REVOKE_MARGIN = 5.0        # seconds beyond the attempt timeout that a revocation waits
+REBALANCE_MARGIN = 15.0    # seconds beyond the attempt timeout that a rebalance may take
 # Until the versioned view lands everywhere: a write it could not confirm.
 _WRITE_UNCONFIRMED: tuple[type[Exception], ...] = tuple(
     e for e in (getattr(webhooks_view, "WriteNotConfirmed", None),) if e is not None)
@@ -269,6 +270,7 @@ class Deliverer:
                 self._rewind(consumer, tp, entry.offset)
                 self._held_back[tp] = _HeldBack(task.app_id, target, entry.offset,
                                                 now + self.settings.max_queue_wait)
+                self.metrics.holds.inc()
                 return False
             entry.generation = self.watermarks.started(tp, entry.offset)
             self._queued(admission.shed)
@@ -524,23 +526,21 @@ class Deliverer:
                     max(0, end - done))
 
     async def on_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Drop the queued tasks of revoked partitions, let their attempts under
-        way finish (briefly), commit what is finished, and forget them: anything
-        unfinished is attempted again by the new owner, and finishes here later
-        without effect."""
+        """Let the work of revoked partitions finish (briefly), commit what is
+        finished, and forget them: anything unfinished is read again by the new
+        owner, and what finishes here later has no effect."""
         gone = set(revoked)
-        dropped = self.queue.remove(lambda entry: entry.tp in gone)
-        if dropped:
-            log.info("rebalance: %d queued tasks left to the partitions' new owners",
-                     len(dropped))
         for tp in gone:
             self._paused.pop(tp, None)
             self._held_back.pop(tp, None)
             self._patience_over.pop(tp, None)
-        deadline = time.monotonic() + self.settings.delivery_timeout + REVOKE_MARGIN
-        while any(tp in gone for tp in self._handles.values()) and \
-                time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        consumer = self._consumer
+        if consumer is not None:  # read nothing more of them meanwhile
+            with contextlib.suppress(IllegalStateError):
+                consumer.pause(*(tp for tp in gone if tp in consumer.assignment()))
+        left = await self._wind_down(gone, self.settings.delivery_timeout + REVOKE_MARGIN)
+        if left:
+            log.info("rebalance: %d queued tasks left to the partitions' new owners", left)
         consumer = self._consumer
         if consumer is not None:
             offsets = {tp: o for tp, o in self.watermarks.committable().items() if tp in gone}
@@ -555,15 +555,36 @@ class Deliverer:
                 self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
 
     async def _drain(self, consumer: AIOKafkaConsumer) -> None:
-        """On stop: queued tasks stay uncommitted (read again after a restart);
-        the attempts under way finish, within a deadline, and are committed."""
-        dropped = self.queue.remove(lambda entry: True)
-        deadline = self.settings.delivery_timeout + 5
-        if self._handles:
-            log.info("finishing %d attempts under way (at most %gs); %d queued tasks left "
-                     "for the next run", len(self._handles), deadline, len(dropped))
-            await asyncio.wait(set(self._handles), timeout=deadline)
+        """On stop: the attempts under way, and queued tasks while there is time,
+        finish within a deadline and are committed; the rest stay uncommitted
+        (read again after the restart)."""
+        budget = self.settings.delivery_timeout + 5
+        if self._handles or self.queue.queued:
+            log.info("finishing %d attempts under way and %d queued (at most %gs)",
+                     self.queue.running, self.queue.queued, budget)
+        left = await self._wind_down(None, budget)
+        if left:
+            log.info("%d queued tasks left for the next run", left)
         await asyncio.shield(self._commit(consumer))
+
+    async def _wind_down(self, partitions: set[TopicPartition] | None, budget: float) -> int:
+        """Let the work of `partitions` (None: all) finish within `budget`
+        seconds: their queued tasks may still start while an attempt started then
+        can end in time; then the rest leave the queue, uncommitted. Returns how
+        many were left."""
+        def ours(tp: TopicPartition) -> bool:
+            return partitions is None or tp in partitions
+
+        started = time.monotonic()
+        last_start = started + max(0.0, budget - self.settings.delivery_timeout)
+        while any(ours(entry.tp) for entry in self.queue.items()) and \
+                time.monotonic() < last_start:
+            await asyncio.sleep(0.05)
+        left = len(self.queue.remove(lambda entry: ours(entry.tp)))
+        while any(ours(tp) for tp in self._handles.values()) and \
+                time.monotonic() < started + budget:
+            await asyncio.sleep(0.05)
+        return left
 
 
 def _decode(record: ConsumerRecord) -> tuple[DeliveryTask | None, str]:

@@ -38,6 +38,11 @@ class DelivererMetrics:
             "hookbus_partitions_held_back", "Partitions not read for now: the next task's "
             "queue is full and moving.", registry=self.registry,
         )
+        self.holds = Counter(
+            "hookbus_partition_holds", "Times a partition was held back at a task whose "
+            "queue was full and moving (a burst slowed down instead of deferred).",
+            registry=self.registry,
+        )
         self.breakers_open = Gauge(
             "hookbus_circuit_breakers_open", "Targets whose circuit breaker is open.",
             registry=self.registry,

@@ -2,7 +2,8 @@
 `client_credentials`): fetched from the webhook's token endpoint with BASIC or
 FORM client authentication, cached for `expires_in` clamped to 30–3600 s, one
 fetch at a time per credential set. The token request goes through the same
-guarded session as deliveries, so it is under the same SSRF policy."""
+guarded session as deliveries, so it is under the same SSRF policy, and at most
+64 KiB of its answer is read."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from schemas.webhooks import ClientCredentials
 from services.deliverer.guard import TargetRefused
 
 MIN_TTL, MAX_TTL = 30.0, 3600.0
+MAX_TOKEN_RESPONSE = 64 * 1024  # bytes of a token endpoint's answer read, at most
 
 
 class TokenError(Exception):
@@ -69,9 +71,9 @@ class TokenCache:
         try:
             async with self._session.post(creds.endpoint, data=form, headers=headers,
                                           allow_redirects=False) as response:
-                body = await response.read()
                 if response.status != 200:
                     raise TokenError(f"token endpoint answered HTTP {response.status}")
+                body = await _read_bounded(response, MAX_TOKEN_RESPONSE)
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, TargetRefused):
                 raise TargetRefused(f"token endpoint: {exc.os_error}") from exc
@@ -83,3 +85,15 @@ class TokenCache:
         except msgspec.DecodeError as exc:
             raise TokenError(f"token endpoint answered no usable token: {exc}") from exc
         return parsed.access_token, min(MAX_TTL, max(MIN_TTL, parsed.expires_in))
+
+
+async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, unless it is longer than `limit` bytes (then a TokenError)."""
+    if (response.content_length or 0) > limit:
+        raise TokenError(f"token endpoint answered more than {limit} bytes")
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(16 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise TokenError(f"token endpoint answered more than {limit} bytes")
+    return bytes(body)

@@ -306,8 +306,9 @@ async def test_a_hanging_endpoint_does_not_delay_the_others_on_its_partition(
 async def test_tasks_for_a_dead_endpoint_end_as_dead_letters_each_tried(
     client: Client, stack: Stack, topics: Topics
 ) -> None:
-    """The breaker opens after a few failures; the tasks it holds back still run
-    out of time, yet none is dead-lettered without one real attempt."""
+    """The breaker opens after a few failures and holds tasks back without using
+    up their attempts, until their deadline: all end as dead letters, none
+    untried (test_deliverer_edges.py counts every attempt of the schedule)."""
     hook = await subscribe(client, "http://127.0.0.1:1/nobody-listens")
     events = {await client.publish("message.received", n=n) for n in range(20)}
     letters = await dead_letters(stack.env["HOOKBUS_KAFKA_BOOTSTRAP"], topics, 20)

@@ -290,3 +290,22 @@ def test_backlogged_apps_share_the_slots_equally(slots: int, apps: int, rounds: 
         assert max(starts.values()) - min(starts[f"app{n}"] for n in range(apps)) <= 1
         for slot in batch:
             queue.done(slot, T0)
+
+
+def test_the_documented_defaults_and_refusals() -> None:
+    from services.common.config import ConfigError, Env
+    from services.deliverer.settings import Settings
+
+    limits = Settings.from_env(Env({})).limits
+    assert limits == Limits(in_flight=200, in_flight_per_target=20, in_flight_per_app=50,
+                            queued=10_000, queued_per_target=1_000, queued_per_app=5_000,
+                            max_wait=10.0)
+    settings = Settings.from_env(Env({"HOOKBUS_MAX_IN_FLIGHT_PER_APP": "7",
+                                      "HOOKBUS_MAX_QUEUE_WAIT": "2s",
+                                      "HOOKBUS_UNKNOWN_WEBHOOK_GRACE": "90s"}))
+    assert (settings.limits.in_flight_per_app, settings.limits.max_wait,
+            settings.unknown_webhook_grace) == (7, 2.0, 90.0)
+    for name, value in (("HOOKBUS_MAX_IN_FLIGHT_PER_APP", "0"), ("HOOKBUS_MAX_QUEUED", "-1"),
+                        ("HOOKBUS_MAX_QUEUE_WAIT", "soon")):
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env(Env({name: value}))
