@@ -390,6 +390,8 @@ class Deliverer:
         self._queued(admission.shed)
         if isinstance(admission.verdict, Defer):
             self._spawn(entry, self._conclude(entry.task, QueueFull(admission.verdict.reason)))
+        else:
+            self._pump()
         return False  # finished by whoever takes it now
 
     async def _hold_unknown(self, entry: _Entry) -> bool:

@@ -59,6 +59,8 @@ class DelivererMetrics:
 
     def delivered(self, event_created_at: datetime) -> None:
         self.deliveries.labels("success").inc()
+        if event_created_at.tzinfo is None:  # a task written by hand may lack the offset
+            event_created_at = event_created_at.replace(tzinfo=UTC)
         self.event_to_delivery.observe((datetime.now(UTC) - event_created_at).total_seconds())
 
     def observe_state(self, in_flight: int, breakers_open: int, paused: int, queued: int,
