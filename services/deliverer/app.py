@@ -273,9 +273,10 @@ class Deliverer:
                 self.metrics.holds.inc()
                 return False
             entry.generation = self.watermarks.started(tp, entry.offset)
-            self._queued(admission.shed)
+            self._shed(admission.shed, admission.shed_wait)
             if isinstance(admission.verdict, Defer):
-                self._spawn(entry, self._conclude(task, QueueFull(admission.verdict.reason)))
+                self._spawn(entry, self._conclude(task, QueueFull(admission.verdict.reason,
+                                                                  admission.verdict.wait)))
             else:
                 self._pump()
             return True
@@ -292,10 +293,11 @@ class Deliverer:
         return triage(task, webhook, deleted=self.view.is_deleted(task.webhook_id),
                       breaker_wait=breaker_wait, policy=self.policy, now=now)
 
-    def _queued(self, shed: tuple[_Entry, ...]) -> None:
+    def _shed(self, shed: tuple[_Entry, ...], wait: float) -> None:
         """Defer the queued tasks pushed out of a full buffer."""
         for entry in shed:
-            self._spawn(entry, self._conclude(entry.task, QueueFull("the deliverer's buffer is full")))
+            self._spawn(entry, self._conclude(
+                entry.task, QueueFull("the deliverer's buffer is full", wait)))
 
     def _rewind(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
         consumer.seek(tp, offset)
@@ -387,9 +389,10 @@ class Deliverer:
 
     def _requeue(self, entry: _Entry, target: str, now: float) -> bool:
         admission = self.queue.offer(entry.task.app_id, target, entry, now, may_wait=False)
-        self._queued(admission.shed)
+        self._shed(admission.shed, admission.shed_wait)
         if isinstance(admission.verdict, Defer):
-            self._spawn(entry, self._conclude(entry.task, QueueFull(admission.verdict.reason)))
+            self._spawn(entry, self._conclude(entry.task, QueueFull(admission.verdict.reason,
+                                                                    admission.verdict.wait)))
         else:
             self._pump()
         return False  # finished by whoever takes it now

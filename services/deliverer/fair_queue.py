@@ -16,8 +16,9 @@ its queue full:
   (by the age of its oldest task and the endpoint's pace). The caller stops
   reading that task's partition until there is room, so a burst to a healthy
   endpoint is slowed down, never deferred.
-- `Defer` when it does not: the caller moves the task to a retry tier without
-  using up an attempt, and reads on, so a slow endpoint never holds up others.
+- `Defer` when it does not: the caller moves the task to the retry tiers for
+  about as long as it would have waited, without using up an attempt, and
+  reads on, so a slow endpoint never holds up others.
 When only the whole buffer is full, the app with the most queued tasks gives
 up its newest one (`shed`) to make room for another app's task, unless its
 queue keeps moving (then `Wait`)."""
@@ -59,12 +60,14 @@ class Wait:
 @dataclass(frozen=True, slots=True)
 class Defer:
     reason: str
+    wait: float = 0.0  # how long the task would have waited: defer it that long
 
 
 @dataclass(frozen=True, slots=True)
 class Admission(Generic[T]):
     verdict: Queued | Wait | Defer
     shed: tuple[T, ...] = ()  # queued tasks pushed out to make room: defer them
+    shed_wait: float = 0.0    # ... for this long
 
 
 @dataclass(eq=False, slots=True)
@@ -172,13 +175,15 @@ class FairQueue(Generic[T]):
             if may_wait and victim_wait <= limits.max_wait:
                 return Admission(Wait("the deliverer's buffer is full"))
             shed = (self._pop_newest(victim),)
+            self._push(app, target, item, now)
+            return Admission(Queued(), shed, victim_wait)
         self._push(app, target, item, now)
-        return Admission(Queued(), shed)
+        return Admission(Queued())
 
     def _refuse(self, reason: str, expected_wait: float, may_wait: bool) -> Admission[T]:
         if may_wait and expected_wait <= self.limits.max_wait:
             return Admission(Wait(reason))
-        return Admission(Defer(reason))
+        return Admission(Defer(reason, expected_wait))
 
     def _target_wait(self, app: str, target: str, now: float) -> float:
         """How long a task joining the (full) queue of (app, target) would wait:

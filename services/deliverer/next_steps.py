@@ -11,9 +11,10 @@ task's offset may be committed.
 Deadlines: a task's `deadline` is set once, when the deliverer first handles
 it: then plus the schedule's total. Until then an open breaker defers it
 without using up an attempt; after it, the breaker no longer holds it back, so
-every attempt of the schedule reaches the endpoint. A task deferred because its
-queue is full is dead-lettered once past its deadline, and one whose webhook
-stays unknown `unknown_webhook_grace` after its first deferral."""
+every attempt of the schedule reaches the endpoint. A task whose queue is full
+is deferred for about as long as it would have waited there (never past its
+deadline), and dead-lettered once past its deadline; one whose webhook stays
+unknown, `unknown_webhook_grace` after its first deferral."""
 
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ class BreakerOpen:
 @dataclass(frozen=True, slots=True)
 class QueueFull:
     reason: str
+    wait: float = 0.0  # how long it would have waited in the queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,13 +159,14 @@ def next_steps(task: DeliveryTask, situation: Situation, *, failing_since: float
             deadline = policy.deadline_of(task, now)
             return _defer(task, min(wait, max(0.0, deadline - now)),
                           "circuit open: the endpoint keeps failing", failing_since, policy, now)
-        case QueueFull(reason):
+        case QueueFull(reason, wait):
             deadline = policy.deadline_of(task, now)
             if now >= deadline:
                 why = f"{reason} until the task's deadline" + (
                     f" (last error: {task.last_error})" if task.last_error else "")
                 return _dead(task, why, "dead", failing_since)
-            return _defer(task, 0.0, reason, failing_since, policy, now)
+            # About as long as it would have waited: no churn through a full queue.
+            return _defer(task, min(wait, deadline - now), reason, failing_since, policy, now)
         case UnknownWebhook():
             since = task.unknown_since if task.unknown_since is not None else now
             if now - since >= policy.unknown_webhook_grace:

@@ -108,8 +108,9 @@ def test_a_full_queue_that_keeps_moving_waits() -> None:
     queue, now = full_queue(0.01)
     assert queue.offer("a", "https://a", "next", now).verdict == \
         Wait("the endpoint's queue is full")
-    assert queue.offer("a", "https://a", "next", now, may_wait=False).verdict == \
-        Defer("the endpoint's queue is full")
+    verdict = queue.offer("a", "https://a", "next", now, may_wait=False).verdict
+    assert isinstance(verdict, Defer) and verdict.reason == "the endpoint's queue is full"
+    assert verdict.wait == pytest.approx(0.03)  # (4 / 2 + 1) x 10 ms
     assert queue.offer("a", "https://other", "elsewhere", now).verdict == Queued()
 
 
@@ -145,7 +146,7 @@ def test_a_hanging_endpoint_shows_before_any_attempt_ends() -> None:
     assert queue.offer("a", "https://hang", "x", T0 + 1).verdict == \
         Wait("the endpoint's queue is full")   # (4/2 + 1) x 1s under way = 3s
     assert queue.offer("a", "https://hang", "x", T0 + 4).verdict == \
-        Defer("the endpoint's queue is full")  # (4/2 + 1) x 4s = 12s
+        Defer("the endpoint's queue is full", 12.0)  # (4/2 + 1) x 4s: deferred that long
 
 
 def test_an_apps_queue_is_bounded_over_its_endpoints() -> None:
@@ -153,8 +154,9 @@ def test_an_apps_queue_is_bounded_over_its_endpoints() -> None:
                                              max_wait=0))
     fill(queue, "a", "https://a/1", 10)
     fill(queue, "a", "https://a/2", 5)
-    assert queue.offer("a", "https://a/3", "x", T0 + 1).verdict == \
-        Defer("the app's queue is full")
+    verdict = queue.offer("a", "https://a/3", "x", T0 + 1).verdict
+    assert isinstance(verdict, Defer) and verdict.reason == "the app's queue is full"
+    assert verdict.wait >= 1  # at least as long as its oldest task waited
     assert queue.offer("b", "https://a/3", "y", T0 + 1).verdict == Queued()
 
 
@@ -165,9 +167,11 @@ def test_a_full_buffer_sheds_the_newest_task_of_the_biggest_app() -> None:
     fill(queue, "other", "https://other", 3)
     admission = queue.offer("newcomer", "https://new", "n", T0 + 1)
     assert admission.verdict == Queued() and admission.shed == ("flood/https://flood/1/3",)
+    assert admission.shed_wait >= 1  # the flood's oldest task waited 1s
     assert queue.queued == 10 and queue.queued_of("flood") == 6
     own = queue.offer("flood", "https://flood/2", "f", T0 + 1)  # the biggest itself
-    assert own.verdict == Defer("the deliverer's buffer is full") and own.shed == ()
+    assert isinstance(own.verdict, Defer) and own.shed == ()
+    assert own.verdict.reason == "the deliverer's buffer is full"
 
 
 def test_a_full_buffer_that_keeps_moving_waits_instead_of_shedding() -> None:

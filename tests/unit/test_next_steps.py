@@ -183,6 +183,16 @@ def test_an_open_breaker_defers_without_using_an_attempt(wait, the_task, tier, n
     assert retry.task.deadline == (the_task.deadline or NOW + TOTAL)
 
 
+@pytest.mark.parametrize(("wait", "tier", "not_before"), [
+    (0.0, 1.0, None),            # at least the shortest tier
+    (1.5, 1.0, NOW + 1.5),       # as long as it would have waited in the queue
+    (600.0, 2.0, NOW + TOTAL),   # never past its deadline
+])
+def test_a_full_queue_defers_as_long_as_the_task_would_have_waited(wait, tier, not_before):
+    retry = only(plan(QueueFull("the app's queue is full", wait)), Retry)
+    assert (retry.tier, retry.task.not_before, retry.task.attempt) == (tier, not_before, 1)
+
+
 def test_a_full_queue_defers_until_the_deadline_then_dead_letters() -> None:
     p = plan(QueueFull("the endpoint's queue is full"), task(attempt=2, deadline=NOW + 1))
     assert (kinds(p), p.outcome) == (["RecordAttempt", "Retry"], "deferred")
@@ -287,7 +297,7 @@ situations = st.one_of(
     st.just(Attempted(Report(Gone("HTTP 410"), 0.1, 410))),
     st.just(Attempted(Report(Refused("private"), 0.0))),
     st.builds(BreakerOpen, st.floats(0, 10**4)),
-    st.builds(QueueFull, st.just("full")),
+    st.builds(QueueFull, st.just("full"), st.floats(0, 10**5)),
     st.just(UnknownWebhook()), st.just(Deleted()), st.just(Disabled()), st.just(Dismissed()),
     st.just(Forged("app_2")),
 )
