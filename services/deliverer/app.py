@@ -44,10 +44,9 @@ from aiokafka.errors import IllegalStateError, KafkaError
 
 from schemas.deliveries import DeliveryTask, delivery_task_decoder
 from schemas.webhooks import Webhook
-from services.common import webhooks_view
 from services.common.ops_server import create_ops_app, start_ops_server
 from services.common.topics import Topics
-from services.common.webhooks_view import WebhooksView
+from services.common.webhooks_view import WebhooksView, WriteNotConfirmed
 from services.deliverer.attempt import Attempter, guarded_session
 from services.deliverer.breaker import Breakers
 from services.deliverer.fair_queue import Defer, FairQueue, Slot, Wait
@@ -80,9 +79,6 @@ UNKNOWN_HOLD = 2.0         # seconds a task of an unknown webhook waits in memor
 MAX_HOLDING = 1_000        # tasks held so at once; more go to a retry tier at once
 REVOKE_MARGIN = 5.0        # seconds beyond the attempt timeout that a revocation waits
 REBALANCE_MARGIN = 15.0    # seconds beyond the attempt timeout that a rebalance may take
-# Until the versioned view lands everywhere: a write it could not confirm.
-_WRITE_UNCONFIRMED: tuple[type[Exception], ...] = tuple(
-    e for e in (getattr(webhooks_view, "WriteNotConfirmed", None),) if e is not None)
 
 
 def target_of(url: str) -> str:
@@ -480,15 +476,13 @@ class Deliverer:
         current = self.view.get(webhook_id)
         if current is None or not current.enabled:
             return
-        changes: dict[str, Any] = {"enabled": False, "disabled_reason": reason,
-                                   "updated_at": datetime.now(UTC)}
-        if "version" in type(current).__struct_fields__:
-            changes["version"] = getattr(current, "version", 0) + 1
+        disabled = msgspec.structs.replace(current, enabled=False, disabled_reason=reason,
+                                           updated_at=datetime.now(UTC),
+                                           version=current.version + 1)
         assert self._producer is not None
         try:
-            won = await self.view.write(self._producer,
-                                        msgspec.structs.replace(current, **changes))
-        except (KafkaError, *_WRITE_UNCONFIRMED) as exc:
+            won = await self.view.write(self._producer, disabled)
+        except (KafkaError, WriteNotConfirmed) as exc:
             log.warning("webhook not disabled (%r); its next failure tries again", exc,
                         extra={"webhook_id": webhook_id})
             return
