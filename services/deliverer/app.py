@@ -281,7 +281,7 @@ class Deliverer:
                 and self._holding < MAX_HOLDING and self.policy.unknown_webhook_grace > 0:
             self._spawn(entry, self._hold_unknown(entry))
         else:
-            self._spawn(entry, self._conclude(task, situation, webhook))
+            self._spawn(entry, self._conclude(task, situation))
         return True
 
     def _triage(self, task: DeliveryTask, webhook: Webhook | None, now: float) -> Situation:
@@ -381,7 +381,7 @@ class Deliverer:
                 self.breakers.release(target)
             self.queue.done(slot, time.time())
             self._pump()
-        return await self._conclude(task, situation, webhook)
+        return await self._conclude(task, situation)
 
     def _requeue(self, entry: _Entry, target: str, now: float) -> bool:
         admission = self.queue.offer(entry.task.app_id, target, entry, now, may_wait=False)
@@ -414,11 +414,10 @@ class Deliverer:
         if isinstance(situation, Go):
             assert webhook is not None
             return self._requeue(entry, target_of(webhook.target), now)
-        return await self._conclude(task, situation, webhook)
+        return await self._conclude(task, situation)
 
     # -- writing what follows --------------------------------------------------
-    async def _conclude(self, task: DeliveryTask, situation: Situation,
-                        webhook: Webhook | None = None) -> bool:
+    async def _conclude(self, task: DeliveryTask, situation: Situation) -> bool:
         """Perform the plan for `task` after `situation`: every write acknowledged."""
         now = time.time()
         plan = next_steps(task, situation, failing_since=self._failing_since.get(task.webhook_id),
