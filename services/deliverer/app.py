@@ -590,5 +590,5 @@ def _decode(record: ConsumerRecord) -> tuple[DeliveryTask | None, str]:
         return None, "a null value"
     try:
         return delivery_task_decoder.decode(record.value), ""
-    except msgspec.DecodeError as exc:
-        return None, str(exc)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises the latter
+        return None, str(exc)                                 # for invalid UTF-8 in a string

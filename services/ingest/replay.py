@@ -49,9 +49,11 @@ async def replay_dead_letters(
                 scanned += 1
                 if record.key != key or (until_ms is not None and record.timestamp > until_ms):
                     continue
+                if record.value is None:
+                    continue  # a tombstone: nothing to deliver
                 try:
                     task = delivery_task_decoder.decode(record.value)
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, UnicodeDecodeError):
                     continue  # a poison record: nothing to deliver
                 fresh = msgspec.structs.replace(task, attempt=1, tried=False, due_at=None,
                                                 last_error=None)

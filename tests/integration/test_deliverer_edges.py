@@ -155,9 +155,17 @@ async def test_bad_records_are_dead_lettered_and_delivery_goes_on(
     await producer.send_and_wait(topics.deliveries, None, key=b"wh_null_1")
     await producer.send_and_wait(tier, None, key=b"wh_null_2")
     await producer.send_and_wait(tier, b"[1, 2", key=b"wh_broken")
-    letters = await dead_letters(stack, topics, 3)
+    # msgspec raises UnicodeDecodeError, not a DecodeError, for invalid UTF-8.
+    await producer.send_and_wait(topics.deliveries, b'{"webhook_id": "\xff\xfe"}',
+                                 key=b"wh_utf8")
+    letters = await dead_letters(stack, topics, 4)
     assert sorted(letters, key=lambda kv: kv[0]) == \
-        [(b"wh_broken", b"[1, 2"), (b"wh_null_1", None), (b"wh_null_2", None)]
+        [(b"wh_broken", b"[1, 2"), (b"wh_null_1", None), (b"wh_null_2", None),
+         (b"wh_utf8", b'{"webhook_id": "\xff\xfe"}')]
+    # A null dead letter under a real webhook's key: a replay skips it.
+    await producer.send_and_wait(topics.deliveries_dlq, None, key=hook["id"].encode())
+    assert await client.call("POST", f"/webhooks/{hook['id']}/replay", 202, json={}) == \
+        {"replayed": 0}
     # A task written by hand whose event time has no offset: delivered all the same.
     naive = msgspec.json.decode(a_task(hook["id"], "evt_naive"))
     naive["event_created_at"] = "2026-11-22T18:15:00"
@@ -167,7 +175,7 @@ async def test_bad_records_are_dead_lettered_and_delivery_goes_on(
     event = await client.publish("message.received")
     await receiver.wait_for("/h", event)
     assert stack.services["deliverer"].alive
-    assert (await deliveries_by_outcome(client.http, stack)).get("dead", 0) == 3
+    assert (await deliveries_by_outcome(client.http, stack)).get("dead", 0) == 4
     assert_no_crash(stack)
 
 
