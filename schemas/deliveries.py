@@ -8,6 +8,7 @@ fields are skipped when decoding."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
 
@@ -21,8 +22,8 @@ class DeliveryTask(msgspec.Struct, kw_only=True, omit_defaults=True):
     # The envelope exactly as it is delivered and signed.
     body: msgspec.Raw
     # The number the next real attempt carries: a deferral (breaker, full
-    # queue, unknown webhook) keeps it.
-    attempt: int = 1
+    # queue, unknown webhook) keeps it. Below 1 the record is no task.
+    attempt: Annotated[int, msgspec.Meta(ge=1)] = 1
     # Whether a real HTTP attempt was made.
     tried: bool = False
     # On a retry tier: when this record comes due, always the tier's delay after

@@ -79,6 +79,7 @@ UNKNOWN_HOLD = 2.0         # seconds a task of an unknown webhook waits in memor
 MAX_HOLDING = 1_000        # tasks held so at once; more go to a retry tier at once
 REVOKE_MARGIN = 5.0        # seconds beyond the attempt timeout that a revocation waits
 REBALANCE_MARGIN = 15.0    # seconds beyond the attempt timeout that a rebalance may take
+DUE_SLACK = 60.0           # seconds a tier record may seem due late by (clocks)
 
 
 def target_of(url: str) -> str:
@@ -87,6 +88,13 @@ def target_of(url: str) -> str:
     host (a SaaS receiver), and one of them failing must not hold up the rest."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def breaker_of(app_id: str, url: str) -> str:
+    """What a circuit breaker counts by: the endpoint, for one app. The
+    failures of one app's requests (another tenant's webhook on a customer's
+    endpoint, which refuses it) never defer another app's tasks."""
+    return f"{app_id} {target_of(url)}"
 
 
 @dataclass(eq=False, slots=True)
@@ -212,9 +220,10 @@ class Deliverer:
         while not self._stopping.is_set():
             if view_task.done():
                 raise RuntimeError("the webhooks view stopped") from view_task.exception()
-            # Queued tasks and attempts have their own bounds; what else is under
-            # way (writes, tasks held for the view) bounds the fetch.
-            room = self.settings.max_in_flight - (len(self._handles) - self.queue.running)
+            # Queued tasks, attempts and tasks held for the view (MAX_HOLDING) have
+            # their own bounds; what else is under way (writes) bounds the fetch.
+            room = self.settings.max_in_flight - (
+                len(self._handles) - self.queue.running - self._holding)
             if room <= 0:
                 self._room.clear()
                 with contextlib.suppress(TimeoutError):
@@ -243,7 +252,11 @@ class Deliverer:
                 self._spawn(_Entry(tp, record.offset, None, generation),  # type: ignore[arg-type]
                             self._dead_letter_raw(record, poison))
                 continue
-            if tp.topic in self.tier_topics and (task.due_at or 0) > now:
+            # A tier record is due its tier's delay after it was written, so never
+            # later than that from now: one that says otherwise (not a deliverer's,
+            # or a clock's jump) is due now, or it would hold the partition for ever.
+            if tp.topic in self.tier_topics and \
+                    now < (task.due_at or 0) <= now + self.tier_topics[tp.topic] + DUE_SLACK:
                 # Not due: hold this partition at this record until it is.
                 self._rewind(consumer, tp, record.offset)
                 self._paused[tp] = task.due_at or now
@@ -279,13 +292,15 @@ class Deliverer:
         entry.generation = self.watermarks.started(tp, entry.offset)
         if isinstance(situation, UnknownWebhook) and task.unknown_since is None \
                 and self._holding < MAX_HOLDING and self.policy.unknown_webhook_grace > 0:
+            self._holding += 1  # counted from now: the fetch's room and MAX_HOLDING
             self._spawn(entry, self._hold_unknown(entry))
         else:
             self._spawn(entry, self._conclude(task, situation))
         return True
 
     def _triage(self, task: DeliveryTask, webhook: Webhook | None, now: float) -> Situation:
-        breaker_wait = self.breakers.open_for(target_of(webhook.target), now) if webhook else 0.0
+        breaker_wait = (self.breakers.open_for(breaker_of(task.app_id, webhook.target), now)
+                        if webhook else 0.0)
         return triage(task, webhook, deleted=self.view.is_deleted(task.webhook_id),
                       breaker_wait=breaker_wait, policy=self.policy, now=now)
 
@@ -364,21 +379,22 @@ class Deliverer:
                 assert webhook is not None and self._attempter is not None
                 if target_of(webhook.target) != target:  # moved while it waited: queue again
                     return self._requeue(entry, target_of(webhook.target), now)
+                breaker = breaker_of(task.app_id, webhook.target)
                 if now < self.policy.deadline_of(task, now):
                     # The breaker may still hold it back, and may take it as its probe.
-                    probing = self.breakers.allows(target, now)
+                    probing = self.breakers.allows(breaker, now)
                     if not probing:
-                        situation = BreakerOpen(self.breakers.open_for(target, now))
+                        situation = BreakerOpen(self.breakers.open_for(breaker, now))
                 if isinstance(situation, Go):
                     report = await self._attempter.attempt(webhook, task)
-                    self.breakers.settle(target, report.outcome, time.time())
+                    self.breakers.settle(breaker, report.outcome, time.time())
                     probing = False
                     if not isinstance(report.outcome, Refused):
                         self.metrics.attempt_duration.observe(report.latency)
                     situation = Attempted(report)
         finally:
             if probing:  # the attempt never came to anything: let the next one probe
-                self.breakers.release(target)
+                self.breakers.release(breaker_of(task.app_id, target))
             self.queue.done(slot, time.time())
             self._pump()
         return await self._conclude(task, situation)
@@ -397,7 +413,6 @@ class Deliverer:
         """A task whose webhook this view does not know: most often one created
         a moment ago. Wait for the view briefly in memory, then go on as usual."""
         task = entry.task
-        self._holding += 1
         try:
             until = time.monotonic() + min(UNKNOWN_HOLD, self.policy.unknown_webhook_grace)
             while time.monotonic() < until and not self._stopping.is_set():

@@ -78,6 +78,8 @@ class Attempter:
             report = Report(outcome, time.perf_counter() - started)
         except (aiohttp.ClientError, OSError) as exc:
             report = Report(Failed(f"{type(exc).__name__}: {exc}"), time.perf_counter() - started)
+        except ValueError as exc:  # what a receiver sent could not be used (a header, a token)
+            report = Report(Failed(f"{type(exc).__name__}: {exc}"), time.perf_counter() - started)
         return report
 
     async def _post(self, webhook: Webhook, task: DeliveryTask, started: float) -> Report:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from services.deliverer.outcomes import Delivered, Failed, Gone, Outcome
 
+_MIN_SWEEP = 1024  # endpoints with a failure streak kept before the first sweep
+
 
 @dataclass(slots=True)
 class _State:
@@ -18,6 +20,7 @@ class _State:
     open_until: float = 0.0
     cooldown: float = 0.0
     probing: bool = False
+    last_failure: float = 0.0
 
 
 class Breakers:
@@ -26,6 +29,10 @@ class Breakers:
         self._base = cooldown
         self._max = max_cooldown
         self._states: dict[str, _State] = {}
+        self._sweep_at = _MIN_SWEEP
+
+    def __len__(self) -> int:
+        return len(self._states)
 
     def allows(self, target: str, now: float) -> bool:
         """Whether `target` may be tried now; when its cool-down is over, the
@@ -72,9 +79,22 @@ class Breakers:
         state = self._states.setdefault(target, _State())
         state.failures += 1
         state.probing = False
+        state.last_failure = now
         if state.failures >= self._threshold:
             state.cooldown = min(self._max, state.cooldown * 2 if state.cooldown else self._base)
             state.open_until = now + state.cooldown
+        if len(self._states) > self._sweep_at:
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        """Forget endpoints that have not failed for twice the longest cool-down
+        (a tenant can name a new endpoint for every event): amortised, the map
+        holds about what failed lately."""
+        horizon = 2 * self._max
+        for target, state in list(self._states.items()):
+            if not state.probing and now - state.last_failure > horizon:
+                del self._states[target]
+        self._sweep_at = max(_MIN_SWEEP, 2 * len(self._states))
 
     def open_count(self, now: float) -> int:
         return sum(1 for s in self._states.values()

@@ -142,7 +142,10 @@ def triage(task: DeliveryTask, webhook: Webhook | None, *, deleted: bool, breake
         return Disabled()
     if webhook.target_type == "DISMISS":
         return Dismissed()
-    if task.not_before is not None and task.not_before > now:
+    # No wait the deliverer writes is longer than the schedule's total: a far
+    # later `not_before` was not written by it, and would keep the task hopping
+    # for ever (twice the total leaves room for clocks).
+    if task.not_before is not None and now < task.not_before <= now + 2 * sum(policy.schedule):
         return NotYetDue()
     if breaker_wait > 0 and now < policy.deadline_of(task, now):
         return BreakerOpen(breaker_wait)
@@ -168,7 +171,9 @@ def next_steps(task: DeliveryTask, situation: Situation, *, failing_since: float
             # About as long as it would have waited: no churn through a full queue.
             return _defer(task, min(wait, deadline - now), reason, failing_since, policy, now)
         case UnknownWebhook():
-            since = task.unknown_since if task.unknown_since is not None else now
+            since = task.unknown_since
+            if since is None or not since <= now:  # one from the future (or NaN) is forged
+                since = now
             if now - since >= policy.unknown_webhook_grace:
                 return _dead(task, "unknown webhook", "dead", failing_since)
             waiting = msgspec.structs.replace(task, unknown_since=since)

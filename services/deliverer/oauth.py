@@ -20,6 +20,7 @@ from services.deliverer.guard import TargetRefused
 
 MIN_TTL, MAX_TTL = 30.0, 3600.0
 MAX_TOKEN_RESPONSE = 64 * 1024  # bytes of a token endpoint's answer read, at most
+_MIN_SWEEP = 1024  # cached tokens before expired ones are first swept
 
 
 class TokenError(Exception):
@@ -43,6 +44,7 @@ class TokenCache:
         self._tokens: dict[str, tuple[str, float]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.fetches = 0
+        self._sweep_at = _MIN_SWEEP
 
     async def token(self, creds: ClientCredentials, *, stale: str | None = None) -> str:
         """A valid token; `stale` is one the target refused, so fetch anew."""
@@ -53,7 +55,20 @@ class TokenCache:
                 return cached[0]
             token, ttl = await self._fetch(creds)
             self._tokens[key] = (token, time.monotonic() + ttl)
-            return token
+        if len(self._tokens) > self._sweep_at:
+            self._sweep()
+        return token
+
+    def _sweep(self) -> None:
+        """Forget expired tokens and idle locks: credentials change (and a tenant
+        can change them for every event), so the maps would only grow."""
+        now = time.monotonic()
+        for key, (_, expires) in list(self._tokens.items()):
+            lock = self._locks.get(key)
+            if expires <= now and (lock is None or not lock.locked()):
+                del self._tokens[key]
+                self._locks.pop(key, None)
+        self._sweep_at = max(_MIN_SWEEP, 2 * len(self._tokens))
 
     async def _fetch(self, creds: ClientCredentials) -> tuple[str, float]:
         form = {"grant_type": "client_credentials"}
@@ -82,8 +97,10 @@ class TokenCache:
             raise TokenError(f"token request failed: {type(exc).__name__}: {exc}") from exc
         try:
             parsed = msgspec.json.decode(body, type=_TokenResponse)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises the latter
             raise TokenError(f"token endpoint answered no usable token: {exc}") from exc
+        if not parsed.access_token.isprintable():  # CR/LF would inject headers
+            raise TokenError("token endpoint answered a token with control characters")
         return parsed.access_token, min(MAX_TTL, max(MIN_TTL, parsed.expires_in))
 
 

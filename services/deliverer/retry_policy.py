@@ -58,7 +58,7 @@ def next_step(
     the schedule's longest delay."""
     if not schedule:
         return GiveUp("no retries configured")
-    if attempt > len(schedule):
+    if not 1 <= attempt <= len(schedule):
         return GiveUp(f"gave up after {attempt} attempts")
     wait = schedule[attempt - 1]
     if retry_after is not None:
