@@ -49,7 +49,7 @@ from services.common.topics import Topics
 from services.common.webhooks_view import WebhooksView, WriteNotConfirmed
 from services.deliverer.attempt import Attempter, guarded_session
 from services.deliverer.breaker import Breakers
-from services.deliverer.fair_queue import Defer, FairQueue, Slot, Wait
+from services.deliverer.fair_queue import Defer, FairQueue, Slot
 from services.deliverer.metrics import DelivererMetrics
 from services.deliverer.next_steps import (
     Attempted,
@@ -107,16 +107,6 @@ class _Entry:
     generation: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class _HeldBack:
-    """A partition rewound to a task whose queue was full, until it has room."""
-
-    app: str
-    target: str
-    offset: int
-    until: float
-
-
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, deliverer: Deliverer) -> None:
         self._deliverer = deliverer
@@ -144,8 +134,6 @@ class Deliverer:
         self._resolver = resolver
         self._failing_since: dict[str, float] = {}      # webhook id -> first failure of a streak
         self._paused: dict[TopicPartition, float] = {}  # tier partition -> when its head is due
-        self._held_back: dict[TopicPartition, _HeldBack] = {}
-        self._patience_over: dict[TopicPartition, int] = {}  # offset to defer when read again
         self._handles: dict[asyncio.Task[None], TopicPartition] = {}
         self._holding = 0
         self._room = asyncio.Event()
@@ -229,14 +217,14 @@ class Deliverer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._room.wait(), COMMIT_INTERVAL)
             else:
-                batches = await consumer.getmany(timeout_ms=100 if self._held_back else 200,
+                batches = await consumer.getmany(timeout_ms=200,
                                                  max_records=min(room, MAX_FETCH))
                 for tp, records in batches.items():
                     self._dispatch(consumer, tp, records)
             self._resume_ready(consumer)
             self.metrics.observe_state(
                 self.queue.running, self.breakers.open_count(time.time()), len(self._paused),
-                self.queue.queued, len(self._held_back))
+                self.queue.queued)
             if time.monotonic() - last_commit >= COMMIT_INTERVAL:
                 await self._commit(consumer)
                 await self._observe_lag(consumer)
@@ -261,26 +249,18 @@ class Deliverer:
                 self._rewind(consumer, tp, record.offset)
                 self._paused[tp] = task.due_at or now
                 return
-            if not self._admit(consumer, _Entry(tp, record.offset, task), now):
-                return
+            self._admit(_Entry(tp, record.offset, task), now)
 
-    def _admit(self, consumer: AIOKafkaConsumer, entry: _Entry, now: float) -> bool:
-        """Queue the record's task, or start what follows it; False when its
-        partition was rewound to it (its queue is full but moving)."""
+    def _admit(self, entry: _Entry, now: float) -> None:
+        """Queue the record's task, or start what follows it (a deferral when its
+        queue is full: no queue ever stops the fetch for other apps)."""
         task, tp = entry.task, entry.tp
         webhook = self.view.get(task.webhook_id)
         situation = self._triage(task, webhook, now)
         if isinstance(situation, Go):
             assert webhook is not None
             target = target_of(webhook.target)
-            may_wait = self._patience_over.pop(tp, None) != entry.offset
-            admission = self.queue.offer(task.app_id, target, entry, now, may_wait=may_wait)
-            if isinstance(admission.verdict, Wait):
-                self._rewind(consumer, tp, entry.offset)
-                self._held_back[tp] = _HeldBack(task.app_id, target, entry.offset,
-                                                now + self.settings.max_queue_wait)
-                self.metrics.holds.inc()
-                return False
+            admission = self.queue.offer(task.app_id, target, entry, now)
             entry.generation = self.watermarks.started(tp, entry.offset)
             self._shed(admission.shed, admission.shed_wait)
             if isinstance(admission.verdict, Defer):
@@ -288,7 +268,7 @@ class Deliverer:
                                                                   admission.verdict.wait)))
             else:
                 self._pump()
-            return True
+            return
         entry.generation = self.watermarks.started(tp, entry.offset)
         if isinstance(situation, UnknownWebhook) and task.unknown_since is None \
                 and self._holding < MAX_HOLDING and self.policy.unknown_webhook_grace > 0:
@@ -296,7 +276,6 @@ class Deliverer:
             self._spawn(entry, self._hold_unknown(entry))
         else:
             self._spawn(entry, self._conclude(task, situation))
-        return True
 
     def _triage(self, task: DeliveryTask, webhook: Webhook | None, now: float) -> Situation:
         breaker_wait = (self.breakers.open_for(breaker_of(task.app_id, webhook.target), now)
@@ -315,26 +294,14 @@ class Deliverer:
         consumer.pause(tp)
 
     def _resume_ready(self, consumer: AIOKafkaConsumer) -> None:
-        """Resume tier partitions whose head is due, and partitions held back
-        for a full queue that has room now (or whose patience ran out: then
-        the task they were held at is deferred when read again)."""
+        """Resume the tier partitions whose head record is due."""
         now = time.time()
-        ready = []
+        assignment = consumer.assignment()
         for tp, due in list(self._paused.items()):
             if due <= now:
                 del self._paused[tp]
-                ready.append(tp)
-        for tp, held in list(self._held_back.items()):
-            if now >= held.until:
-                self._patience_over[tp] = held.offset
-            elif not self.queue.has_room(held.app, held.target):
-                continue
-            del self._held_back[tp]
-            ready.append(tp)
-        assignment = consumer.assignment()
-        for tp in ready:
-            if tp in assignment and tp not in self._paused and tp not in self._held_back:
-                consumer.resume(tp)
+                if tp in assignment:
+                    consumer.resume(tp)
 
     # -- running -----------------------------------------------------------------
     def _spawn(self, entry: _Entry, work: Coroutine[Any, Any, bool]) -> None:
@@ -400,7 +367,7 @@ class Deliverer:
         return await self._conclude(task, situation)
 
     def _requeue(self, entry: _Entry, target: str, now: float) -> bool:
-        admission = self.queue.offer(entry.task.app_id, target, entry, now, may_wait=False)
+        admission = self.queue.offer(entry.task.app_id, target, entry, now)
         self._shed(admission.shed, admission.shed_wait)
         if isinstance(admission.verdict, Defer):
             self._spawn(entry, self._conclude(entry.task, QueueFull(admission.verdict.reason,
@@ -545,8 +512,6 @@ class Deliverer:
         gone = set(revoked)
         for tp in gone:
             self._paused.pop(tp, None)
-            self._held_back.pop(tp, None)
-            self._patience_over.pop(tp, None)
         consumer = self._consumer
         if consumer is not None:  # read nothing more of them meanwhile
             with contextlib.suppress(IllegalStateError):

@@ -10,18 +10,14 @@ within an app round-robin over its endpoints; so an app whose endpoints are slow
 holds at most its own share of slots, and every other app's tasks keep starting.
 
 The queues are bounded: `queued_per_target` per (app, endpoint), `queued_per_app`
-per app and `queued` in all. `offer` answers what to do with a task that finds
-its queue full:
-- `Wait` when the queue ahead keeps moving: it would start within `max_wait`
-  (by the age of its oldest task and the endpoint's pace). The caller stops
-  reading that task's partition until there is room, so a burst to a healthy
-  endpoint is slowed down, never deferred.
-- `Defer` when it does not: the caller moves the task to the retry tiers for
-  about as long as it would have waited, without using up an attempt, and
-  reads on, so a slow endpoint never holds up others.
-When only the whole buffer is full, the app with the most queued tasks gives
-up its newest one (`shed`) to make room for another app's task, unless its
-queue keeps moving (then `Wait`)."""
+per app and `queued` in all, sized so that a burst of thousands of events to one
+healthy endpoint waits here whole. A task that finds its queue full is
+deferred (`Defer`): the caller moves it to the retry tiers for about as long as
+it would have waited (by the age of its queue's oldest task and the endpoint's
+pace), without using up an attempt, and reads on, so no app's queue ever stops
+the fetch for the others. When only the whole buffer is full, the app with the
+most queued tasks gives up its newest one (`shed`) to make room for another
+app's task."""
 
 from __future__ import annotations
 
@@ -41,20 +37,14 @@ class Limits:
     in_flight: int = 200
     in_flight_per_target: int = 20
     in_flight_per_app: int = 50
-    queued: int = 10_000
-    queued_per_target: int = 1_000
-    queued_per_app: int = 5_000
-    max_wait: float = 10.0
+    queued: int = 20_000
+    queued_per_target: int = 5_000
+    queued_per_app: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
 class Queued:
     pass
-
-
-@dataclass(frozen=True, slots=True)
-class Wait:
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +55,7 @@ class Defer:
 
 @dataclass(frozen=True, slots=True)
 class Admission(Generic[T]):
-    verdict: Queued | Wait | Defer
+    verdict: Queued | Defer
     shed: tuple[T, ...] = ()  # queued tasks pushed out to make room: defer them
     shed_wait: float = 0.0    # ... for this long
 
@@ -139,12 +129,6 @@ class FairQueue(Generic[T]):
         pace = self._targets.get(target)
         return len(pace.running) if pace is not None else 0
 
-    def has_room(self, app: str, target: str) -> bool:
-        """Whether `offer` would queue a task for (app, target) without shedding."""
-        return (self.queued_of(app, target) < self.limits.queued_per_target
-                and self.queued_of(app) < self.limits.queued_per_app
-                and self.queued < self.limits.queued)
-
     def items(self) -> Iterator[T]:
         """Every queued task, in no particular order."""
         for state in self._apps.values():
@@ -153,37 +137,27 @@ class FairQueue(Generic[T]):
                     yield item
 
     # -- admitting -------------------------------------------------------------
-    def offer(self, app: str, target: str, item: T, now: float, *,
-              may_wait: bool = True) -> Admission[T]:
+    def offer(self, app: str, target: str, item: T, now: float) -> Admission[T]:
         """Queue `item` for (app, target), or say why not (see the module's text)."""
         limits = self.limits
         state = self._apps.get(app)
-        queued_here = self.queued_of(app, target)
         queued_app = state.queued if state is not None else 0
-        if queued_here >= limits.queued_per_target:
-            return self._refuse("the endpoint's queue is full",
-                                self._target_wait(app, target, now), may_wait)
+        if self.queued_of(app, target) >= limits.queued_per_target:
+            return Admission(Defer("the endpoint's queue is full",
+                                   self._target_wait(app, target, now)))
         if queued_app >= limits.queued_per_app:
-            return self._refuse("the app's queue is full", self._app_wait(app, now), may_wait)
+            return Admission(Defer("the app's queue is full", self._app_wait(app, now)))
         shed: tuple[T, ...] = ()
+        shed_wait = 0.0
         if self.queued >= limits.queued:
             victim = max(self._rotation, key=lambda a: self._apps[a].queued)
             if victim == app or self._apps[victim].queued <= queued_app + 1:
-                return self._refuse("the deliverer's buffer is full",
-                                    self._app_wait(app, now), may_wait)
-            victim_wait = self._app_wait(victim, now)
-            if may_wait and victim_wait <= limits.max_wait:
-                return Admission(Wait("the deliverer's buffer is full"))
+                return Admission(Defer("the deliverer's buffer is full",
+                                       self._app_wait(app, now)))
+            shed_wait = self._app_wait(victim, now)
             shed = (self._pop_newest(victim),)
-            self._push(app, target, item, now)
-            return Admission(Queued(), shed, victim_wait)
         self._push(app, target, item, now)
-        return Admission(Queued())
-
-    def _refuse(self, reason: str, expected_wait: float, may_wait: bool) -> Admission[T]:
-        if may_wait and expected_wait <= self.limits.max_wait:
-            return Admission(Wait(reason))
-        return Admission(Defer(reason, expected_wait))
+        return Admission(Queued(), shed, shed_wait)
 
     def _target_wait(self, app: str, target: str, now: float) -> float:
         """How long a task joining the (full) queue of (app, target) would wait:

@@ -34,15 +34,6 @@ class DelivererMetrics:
             "hookbus_delivery_tasks_queued", "Delivery tasks waiting in memory for an "
             "attempt slot.", registry=self.registry,
         )
-        self.held_back = Gauge(
-            "hookbus_partitions_held_back", "Partitions not read for now: the next task's "
-            "queue is full and moving.", registry=self.registry,
-        )
-        self.holds = Counter(
-            "hookbus_partition_holds", "Times a partition was held back at a task whose "
-            "queue was full and moving (a burst slowed down instead of deferred).",
-            registry=self.registry,
-        )
         self.breakers_open = Gauge(
             "hookbus_circuit_breakers_open", "Targets whose circuit breaker is open.",
             registry=self.registry,
@@ -63,10 +54,9 @@ class DelivererMetrics:
             event_created_at = event_created_at.replace(tzinfo=UTC)
         self.event_to_delivery.observe((datetime.now(UTC) - event_created_at).total_seconds())
 
-    def observe_state(self, in_flight: int, breakers_open: int, paused: int, queued: int,
-                      held_back: int) -> None:
+    def observe_state(self, in_flight: int, breakers_open: int, paused: int,
+                      queued: int) -> None:
         self.in_flight.set(in_flight)
         self.breakers_open.set(breakers_open)
         self.tiers_paused.set(paused)
         self.queued.set(queued)
-        self.held_back.set(held_back)

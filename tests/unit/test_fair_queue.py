@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.deliverer.fair_queue import Defer, FairQueue, Limits, Queued, Slot, Wait
+from services.deliverer.fair_queue import Defer, FairQueue, Limits, Queued, Slot
 
 T0 = 1000.0
 
@@ -88,8 +88,7 @@ def test_a_blocked_app_never_holds_up_another() -> None:
 def full_queue(attempt_takes: float) -> tuple[FairQueue[str], float]:
     """An endpoint whose attempts took `attempt_takes`: two under way (its cap)
     and four queued (its bound), as of the returned time."""
-    queue: FairQueue[str] = FairQueue(Limits(in_flight_per_target=2, queued_per_target=4,
-                                             max_wait=10))
+    queue: FairQueue[str] = FairQueue(Limits(in_flight_per_target=2, queued_per_target=4))
     fill(queue, "a", "https://a", 3)
     for slot in start_all(queue):
         queue.done(slot, T0 + attempt_takes)
@@ -98,60 +97,56 @@ def full_queue(attempt_takes: float) -> tuple[FairQueue[str], float]:
     start_all(queue, now)
     fill(queue, "a", "https://a", 4, now)
     assert queue.queued_of("a", "https://a") == 4 and queue.running == 2
-    assert not queue.has_room("a", "https://a")
     return queue, now
 
 
-def test_a_full_queue_that_keeps_moving_waits() -> None:
-    """A burst to a healthy endpoint: its queue is full but drains fast, so the
-    next task waits (the caller stops reading that partition), never deferred."""
+def test_a_full_queue_defers_and_the_fetch_goes_on() -> None:
+    """Even a healthy endpoint's full queue defers the next task (the caller reads
+    on, so no app's queue stops the fetch for the others), for about as long as
+    the task would have waited there; another endpoint's task is queued."""
     queue, now = full_queue(0.01)
-    assert queue.offer("a", "https://a", "next", now).verdict == \
-        Wait("the endpoint's queue is full")
-    verdict = queue.offer("a", "https://a", "next", now, may_wait=False).verdict
+    verdict = queue.offer("a", "https://a", "next", now).verdict
     assert isinstance(verdict, Defer) and verdict.reason == "the endpoint's queue is full"
     assert verdict.wait == pytest.approx(0.03)  # (4 / 2 + 1) x 10 ms
     assert queue.offer("a", "https://other", "elsewhere", now).verdict == Queued()
 
 
-@pytest.mark.parametrize(("attempt_takes", "waited", "verdict"), [
+@pytest.mark.parametrize(("attempt_takes", "waited", "wait"), [
     # Expected wait: (4 queued / 2 slots + 1) x the pace, where the pace is the
-    # average attempt or the age of the oldest under way, whichever is longer.
-    (0.01, 0.0, Wait), (0.01, 3.0, Wait), (0.01, 3.5, Defer),
-    (2.0, 0.0, Wait),     # 3 x 2s = 6s
-    (4.0, 0.0, Defer),    # 3 x 4s = 12s > 10s
+    # average attempt or the age of the oldest under way, whichever is longer,
+    # and at least as long as the queue's oldest task has waited.
+    (0.01, 0.0, 0.03), (2.0, 0.0, 6.0), (4.0, 0.0, 12.0),
+    (0.01, 3.0, 9.0),  # the attempts under way are 3s old by then: a 3s pace
 ])
-def test_a_full_queue_defers_when_it_would_wait_too_long(attempt_takes, waited, verdict):
+def test_a_deferral_lasts_about_as_long_as_the_wait(attempt_takes, waited, wait):
     queue, now = full_queue(attempt_takes)
-    assert isinstance(queue.offer("a", "https://a", "x", now + waited).verdict, verdict)
+    verdict = queue.offer("a", "https://a", "x", now + waited).verdict
+    assert isinstance(verdict, Defer) and verdict.wait == pytest.approx(wait)
 
 
-def test_a_queue_whose_oldest_task_waited_too_long_defers() -> None:
+def test_a_queue_held_back_by_its_app_cap_defers_for_as_long_as_it_waited() -> None:
     """Its endpoint is quick, but the app's cap keeps it from starting."""
-    queue: FairQueue[str] = FairQueue(Limits(in_flight_per_app=1, queued_per_target=2,
-                                             max_wait=10))
+    queue: FairQueue[str] = FairQueue(Limits(in_flight_per_app=1, queued_per_target=2))
     fill(queue, "a", "https://busy", 1)
     start_all(queue)  # the app's one slot
     fill(queue, "a", "https://quick", 2)
-    assert isinstance(queue.offer("a", "https://quick", "x", T0 + 2).verdict, Defer) is False
-    assert isinstance(queue.offer("a", "https://quick", "x", T0 + 10.5).verdict, Defer)
+    verdict = queue.offer("a", "https://quick", "x", T0 + 10.5).verdict
+    assert isinstance(verdict, Defer) and verdict.wait >= 10.5
 
 
 def test_a_hanging_endpoint_shows_before_any_attempt_ends() -> None:
-    queue: FairQueue[str] = FairQueue(Limits(in_flight_per_target=2, queued_per_target=4,
-                                             max_wait=10))
+    queue: FairQueue[str] = FairQueue(Limits(in_flight_per_target=2, queued_per_target=4))
     fill(queue, "a", "https://hang", 4)
     start_all(queue)
     fill(queue, "a", "https://hang", 2)
     assert queue.offer("a", "https://hang", "x", T0 + 1).verdict == \
-        Wait("the endpoint's queue is full")   # (4/2 + 1) x 1s under way = 3s
+        Defer("the endpoint's queue is full", 3.0)   # (4/2 + 1) x 1s under way
     assert queue.offer("a", "https://hang", "x", T0 + 4).verdict == \
         Defer("the endpoint's queue is full", 12.0)  # (4/2 + 1) x 4s: deferred that long
 
 
 def test_an_apps_queue_is_bounded_over_its_endpoints() -> None:
-    queue: FairQueue[str] = FairQueue(Limits(queued_per_target=10, queued_per_app=15,
-                                             max_wait=0))
+    queue: FairQueue[str] = FairQueue(Limits(queued_per_target=10, queued_per_app=15))
     fill(queue, "a", "https://a/1", 10)
     fill(queue, "a", "https://a/2", 5)
     verdict = queue.offer("a", "https://a/3", "x", T0 + 1).verdict
@@ -161,7 +156,7 @@ def test_an_apps_queue_is_bounded_over_its_endpoints() -> None:
 
 
 def test_a_full_buffer_sheds_the_newest_task_of_the_biggest_app() -> None:
-    queue: FairQueue[str] = FairQueue(Limits(queued=10, max_wait=0))
+    queue: FairQueue[str] = FairQueue(Limits(queued=10))
     fill(queue, "flood", "https://flood/1", 4)
     fill(queue, "flood", "https://flood/2", 3)
     fill(queue, "other", "https://other", 3)
@@ -174,11 +169,12 @@ def test_a_full_buffer_sheds_the_newest_task_of_the_biggest_app() -> None:
     assert own.verdict.reason == "the deliverer's buffer is full"
 
 
-def test_a_full_buffer_that_keeps_moving_waits_instead_of_shedding() -> None:
-    queue: FairQueue[str] = FairQueue(Limits(queued=4, max_wait=10))
+def test_a_full_buffer_sheds_even_a_moving_burst_for_another_app() -> None:
+    """No app's backlog, however healthy, keeps another app's task out."""
+    queue: FairQueue[str] = FairQueue(Limits(queued=4))
     fill(queue, "burst", "https://burst", 4)
-    assert queue.offer("other", "https://other", "o", T0 + 0.1).verdict == \
-        Wait("the deliverer's buffer is full")
+    admission = queue.offer("other", "https://other", "o", T0 + 0.1)
+    assert admission.verdict == Queued() and admission.shed == ("burst/https://burst/3",)
 
 
 def test_removed_tasks_leave_the_queues() -> None:
@@ -197,8 +193,7 @@ def test_removed_tasks_leave_the_queues() -> None:
 APPS = ["a", "b", "c"]
 TARGETS = ["https://x", "https://y", "https://z"]
 operations = st.lists(st.one_of(
-    st.tuples(st.just("offer"), st.sampled_from(APPS), st.sampled_from(TARGETS),
-              st.booleans()),
+    st.tuples(st.just("offer"), st.sampled_from(APPS), st.sampled_from(TARGETS)),
     st.tuples(st.just("next")),
     st.tuples(st.just("done"), st.integers(0, 50)),
     st.tuples(st.just("remove"), st.sampled_from(APPS)),
@@ -206,8 +201,7 @@ operations = st.lists(st.one_of(
 ), max_size=200)
 limits = st.builds(Limits, in_flight=st.integers(1, 6), in_flight_per_target=st.integers(1, 3),
                    in_flight_per_app=st.integers(1, 4), queued=st.integers(1, 12),
-                   queued_per_target=st.integers(1, 5), queued_per_app=st.integers(1, 8),
-                   max_wait=st.floats(0, 3))
+                   queued_per_target=st.integers(1, 5), queued_per_app=st.integers(1, 8))
 
 
 @settings(max_examples=300, deadline=None)
@@ -221,22 +215,19 @@ def test_no_cap_or_bound_is_ever_exceeded_and_no_task_is_lost(limits, ops) -> No
     finished = 0
     for op in ops:
         if op[0] == "offer":
-            _, app, target, may_wait = op
+            _, app, target = op
             item = (app, target, serial)
             serial += 1
-            admission = queue.offer(app, target, item, now, may_wait=may_wait)
-            if not may_wait:
-                assert not isinstance(admission.verdict, Wait)
+            admission = queue.offer(app, target, item, now)
             for shed in admission.shed:
                 assert shed[0] != app
                 queued.remove(shed)
                 out.append(shed)
             if isinstance(admission.verdict, Queued):
                 queued.add(item)
-            elif isinstance(admission.verdict, Defer):
+            else:
+                assert isinstance(admission.verdict, Defer)
                 out.append(item)
-            else:  # Wait: not taken, the caller reads it again later
-                serial -= 1
         elif op[0] == "next":
             slot = queue.next(now)
             if slot is None:  # work-conserving: nothing queued could start
@@ -302,14 +293,11 @@ def test_the_documented_defaults_and_refusals() -> None:
 
     limits = Settings.from_env(Env({})).limits
     assert limits == Limits(in_flight=200, in_flight_per_target=20, in_flight_per_app=50,
-                            queued=10_000, queued_per_target=1_000, queued_per_app=5_000,
-                            max_wait=10.0)
+                            queued=20_000, queued_per_target=5_000, queued_per_app=10_000)
     settings = Settings.from_env(Env({"HOOKBUS_MAX_IN_FLIGHT_PER_APP": "7",
-                                      "HOOKBUS_MAX_QUEUE_WAIT": "2s",
                                       "HOOKBUS_UNKNOWN_WEBHOOK_GRACE": "90s"}))
-    assert (settings.limits.in_flight_per_app, settings.limits.max_wait,
-            settings.unknown_webhook_grace) == (7, 2.0, 90.0)
+    assert (settings.limits.in_flight_per_app, settings.unknown_webhook_grace) == (7, 90.0)
     for name, value in (("HOOKBUS_MAX_IN_FLIGHT_PER_APP", "0"), ("HOOKBUS_MAX_QUEUED", "-1"),
-                        ("HOOKBUS_MAX_QUEUE_WAIT", "soon")):
+                        ("HOOKBUS_UNKNOWN_WEBHOOK_GRACE", "soon")):
         with pytest.raises(ConfigError, match=name):
             Settings.from_env(Env({name: value}))
