@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import aiohttp.web
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from devtools.broker import Broker, free_port
 from devtools.processes import Stack
@@ -57,8 +57,8 @@ def auth(app_id: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(app_id)}"}
 
 
-async def records(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
-    """Every record of `topic` now, as (key, value) pairs, read from the start."""
+async def consumer_records(bootstrap: str, topic: str) -> list[ConsumerRecord]:
+    """Every record of `topic` now, read from the start, with its partition and offset."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
@@ -66,13 +66,36 @@ async def records(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes 
         while not consumer.assignment():
             await asyncio.sleep(0.05)
         ends = await consumer.end_offsets(list(consumer.assignment()))
-        found: list[tuple[bytes | None, bytes | None]] = []
+        found: list[ConsumerRecord] = []
         while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
             for batch in (await consumer.getmany(timeout_ms=1000)).values():
-                found += [(r.key, r.value) for r in batch]
+                found += batch
         return found
     finally:
         await consumer.stop()
+
+
+async def records(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+    """Every record of `topic` now, as (key, value) pairs, read from the start."""
+    return [(r.key, r.value) for r in await consumer_records(bootstrap, topic)]
+
+
+async def until(condition: Callable[[], Awaitable[object]], timeout: float = 20) -> None:
+    """Until `await condition()` is true, polling every 0.1 s."""
+    async with asyncio.timeout(timeout):
+        while not await condition():
+            await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def producer(kafka: Broker) -> AsyncIterator[AIOKafkaProducer]:
+    """A producer on the session's broker, to write records as a hostile or
+    direct producer would."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all",
+                                enable_idempotence=True)
+    await producer.start()
+    yield producer
+    await producer.stop()
 
 
 TEST_SETTINGS = {

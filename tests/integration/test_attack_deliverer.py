@@ -30,13 +30,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-@pytest.fixture
-async def producer(stack: Stack) -> AsyncIterator[AIOKafkaProducer]:
-    producer = AIOKafkaProducer(bootstrap_servers=stack.env["HOOKBUS_KAFKA_BOOTSTRAP"],
-                                acks="all")
-    await producer.start()
-    yield producer
-    await producer.stop()
 
 
 async def test_a_hostile_endpoint_cannot_stop_the_deliverer(

@@ -24,26 +24,15 @@ from services.ingest.app import create_app
 from services.ingest.idempotency import record_key
 from services.ingest.settings import Settings
 from services.ingest.state import INGEST, Ingest
-from tests.conftest import JWT_SECRET, auth, records
+from tests.conftest import JWT_SECRET, auth, records, until
 from tests.integration.conftest import APP, Api, assert_error
 
 HOOKS = f"/v1/apps/{APP}/webhooks"
 EVENTS = f"/v1/apps/{APP}/events"
 
 
-async def until(condition: object, timeout: float = 20) -> None:
-    async with asyncio.timeout(timeout):
-        while not await condition():  # type: ignore[operator]
-            await asyncio.sleep(0.1)
 
 
-@pytest.fixture
-async def producer(kafka: Broker) -> AsyncIterator[AIOKafkaProducer]:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all",
-                                enable_idempotence=True)
-    await producer.start()
-    yield producer
-    await producer.stop()
 
 
 @pytest.fixture

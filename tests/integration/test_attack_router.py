@@ -17,14 +17,13 @@ from devtools.broker import Broker
 from devtools.processes import Stack
 from schemas.deliveries import DeliveryTask
 from services.common.topics import Topics
-from tests.conftest import Receiver
+from tests.conftest import Receiver, consumer_records
 from tests.integration.client import Client
 from tests.integration.test_router_failures import (
     APP,
     committed_offset,
     dead_letters,
     running,
-    topic_records,
     webhook,
     write_events,
 )
@@ -55,7 +54,7 @@ async def test_a_key_too_large_for_events_dlq_is_dead_lettered_not_a_crash_loop(
         [letter] = await dead_letters(kafka.bootstrap, topics, 1)
         assert (letter.partition, letter.offset) == (0, poison.offset)
         assert "not an event envelope" in letter.reason
-        [record] = [r for r in await topic_records(kafka.bootstrap, topics.events_dlq)]
+        [record] = [r for r in await consumer_records(kafka.bootstrap, topics.events_dlq)]
         assert record.key is not None and huge_key.startswith(record.key)
         assert letter.key_size == len(huge_key) and letter.key_truncated
         group = f"{topics.prefix}router"
@@ -82,7 +81,7 @@ async def test_a_created_at_without_time_zone_is_routed_as_utc(
             "created_at": "2026-11-22T18:15:00"}))
         await asyncio.sleep(0.5)
         tasks = [msgspec.json.decode(r.value, type=DeliveryTask)
-                 for r in await topic_records(bootstrap, topics.deliveries)]
+                 for r in await consumer_records(bootstrap, topics.deliveries)]
         [task] = [t for t in tasks if t.event_id == "evt_naive"]
         assert task.event_created_at == datetime(2026, 11, 22, 18, 15, tzinfo=UTC)
         body = json.loads(bytes(task.body))

@@ -39,13 +39,6 @@ async def client(stack: Stack) -> AsyncIterator[Client]:
         yield Client(http, stack.ingest_url, APP)
 
 
-@pytest.fixture
-async def producer(stack: Stack) -> AsyncIterator[AIOKafkaProducer]:
-    producer = AIOKafkaProducer(bootstrap_servers=stack.env["HOOKBUS_KAFKA_BOOTSTRAP"],
-                                acks="all")
-    await producer.start()
-    yield producer
-    await producer.stop()
 
 
 def a_task(webhook_id: str, event_id: str, app_id: str = APP) -> bytes:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import aiohttp
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import MessageSizeTooLargeError
@@ -24,7 +24,7 @@ from devtools.processes import Stack
 from schemas.events import EventDeadLetter
 from services.common.topics import Topics, ensure_topics
 from services.router.app import EXIT_UNFINISHED_EVENT
-from tests.conftest import PARTITIONS, Receiver, make_stack
+from tests.conftest import PARTITIONS, Receiver, consumer_records, make_stack
 from tests.integration.client import Client
 
 APP = "app_router_failures"
@@ -36,28 +36,10 @@ PROBE = b"probe"
 
 # Helpers ------------------------------------------------------------------
 
-async def topic_records(bootstrap: str, topic: str) -> list[ConsumerRecord]:
-    """Every record of `topic` now, from the start, with its partition and offset."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        while not consumer.assignment():
-            await asyncio.sleep(0.05)
-        ends = await consumer.end_offsets(list(consumer.assignment()))
-        found: list[ConsumerRecord] = []
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            for batch in (await consumer.getmany(timeout_ms=1000)).values():
-                found += batch
-        return found
-    finally:
-        await consumer.stop()
-
-
 async def dead_letters(bootstrap: str, topics: Topics, count: int) -> list[EventDeadLetter]:
     """The letters of `events.dlq`, once there are at least `count`."""
     async with asyncio.timeout(60):
-        while len(found := [r for r in await topic_records(bootstrap, topics.events_dlq)
+        while len(found := [r for r in await consumer_records(bootstrap, topics.events_dlq)
                             if r.key != PROBE]) < count:
             await asyncio.sleep(0.3)
     return [msgspec.json.decode(r.value, type=EventDeadLetter) for r in found]
@@ -183,7 +165,7 @@ async def test_deep_nesting_and_tombstones_are_dead_lettered_and_routing_goes_on
     assert "recursion" in by_reason["deep"].reason
     assert by_reason["deep"].value == deep and not by_reason["deep"].value_truncated
     assert by_reason["tombstone"].value == b"" and by_reason["tombstone"].value_size == 0
-    written = await topic_records(bootstrap, topics.events)
+    written = await consumer_records(bootstrap, topics.events)
     assert {(d.partition, d.offset) for d in letters} == {
         (r.partition, r.offset) for r in written if r.value in (deep, None)}
     assert [r.headers["webhook-id"] for r in receiver.on("/h")] == [after]
@@ -236,7 +218,7 @@ async def test_a_failed_send_stops_the_router_and_the_event_is_routed_after_rest
         event_id = await client.publish("message.received", text="must not be lost")
 
         assert await wait_exit(stack, "router") == EXIT_UNFINISHED_EVENT
-        [record] = [r for r in await topic_records(kafka.bootstrap, topics.events)
+        [record] = [r for r in await consumer_records(kafka.bootstrap, topics.events)
                     if event_id.encode() in r.value]
         where = f"{topics.events}/{record.partition}@{record.offset}"
         critical = [json.loads(line) for line in stack.services["router"].log().splitlines()
@@ -267,7 +249,7 @@ async def test_a_failed_dead_letter_write_stops_the_router_and_is_retried_after_
         await write_events(kafka.bootstrap, topics.events, poison)
 
         assert await wait_exit(stack, "router") == EXIT_UNFINISHED_EVENT
-        [record] = [r for r in await topic_records(kafka.bootstrap, topics.events)]
+        [record] = [r for r in await consumer_records(kafka.bootstrap, topics.events)]
         committed = await committed_offset(
             kafka.bootstrap, f"{prefix}router", TopicPartition(topics.events, record.partition))
         assert committed is None or committed <= record.offset

@@ -27,7 +27,7 @@ from services.common.webhooks_view import WebhooksView
 from services.ingest.app import create_app
 from services.ingest.settings import Settings
 from services.ingest.state import INGEST
-from tests.conftest import JWT_SECRET, PARTITIONS, auth, records
+from tests.conftest import JWT_SECRET, PARTITIONS, auth, records, until
 from tests.integration.conftest import APP, Api, assert_error
 
 HOOKS = f"/v1/apps/{APP}/webhooks"
@@ -57,19 +57,8 @@ async def last_record(api: Api, webhook_id: str) -> bytes | None:
     return values[-1]
 
 
-async def until(condition: object, timeout: float = 20) -> None:
-    async with asyncio.timeout(timeout):
-        while not await condition():  # type: ignore[operator]
-            await asyncio.sleep(0.1)
 
 
-@pytest.fixture
-async def producer(kafka: Broker) -> AsyncIterator[AIOKafkaProducer]:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all",
-                                enable_idempotence=True)
-    await producer.start()
-    yield producer
-    await producer.stop()
 
 
 async def start_ingest(kafka: Broker, topics: Topics, http: aiohttp.ClientSession
