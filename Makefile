@@ -24,9 +24,9 @@ kafka: $(STAMP)
 run: $(STAMP)
 	$(PY) -m devtools.stack
 
-## Print an API token: make token APP=app_1 (or SCOPE=admin).
+## Print an API token that expires: make token APP=app_1 (or SCOPE=admin; TTL=8h, 1h default).
 token: $(STAMP)
-	@$(PY) -m devtools.token $(if $(APP),--app $(APP)) $(if $(SCOPE),--scope $(SCOPE))
+	@$(PY) -m devtools.token $(if $(APP),--app $(APP)) $(if $(SCOPE),--scope $(SCOPE)) $(if $(TTL),--ttl $(TTL))
 
 ## A local endpoint that prints what it receives: make receiver [SECRET=whsec_...]
 receiver: $(STAMP)

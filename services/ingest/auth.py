@@ -1,25 +1,42 @@
-"""Who may call: HS256 JWTs whose `scope` is `app` (for its own `app_id`) or `admin`."""
+"""Who may call: HS256 JWTs whose `scope` is `app` (for its own `app_id`) or
+`admin`, that carry `exp`, and that live no longer than the configured maximum
+(contract §9)."""
 
 from __future__ import annotations
+
+import time
 
 import jwt
 
 from services.ingest.errors import ApiError
 
 _ALGORITHMS = ["HS256"]
+MIN_SECRET_BYTES = 32
+DEFAULT_MAX_LIFETIME = 24 * 3600.0
+DEFAULT_LIFETIME = 3600
 
 
-def authorize(authorization: str | None, secret: str, app_id: str | None) -> dict:
+def authorize(authorization: str | None, secret: str, app_id: str | None, *,
+              max_lifetime: float = DEFAULT_MAX_LIFETIME, now: float | None = None) -> dict:
     """The token's claims if it may act on `app_id` (None: a route of no app)."""
     if not authorization or not authorization.startswith("Bearer "):
         raise ApiError(401, "missing bearer token (Authorization: Bearer <JWT>)")
     token = authorization[len("Bearer "):].strip()
     try:
-        claims = jwt.decode(token, secret, algorithms=_ALGORITHMS)
+        claims = jwt.decode(token, secret, algorithms=_ALGORITHMS,
+                            options={"require": ["exp"]})
     except jwt.ExpiredSignatureError:
         raise ApiError(401, "token expired") from None
+    except jwt.MissingRequiredClaimError:
+        raise ApiError(401, "invalid token: it must carry an expiry (exp)") from None
     except jwt.InvalidTokenError:
         raise ApiError(401, "invalid token") from None
+    now = time.time() if now is None else now
+    issued = claims.get("iat")
+    start = issued if isinstance(issued, int | float) and issued <= now else now
+    if claims["exp"] - start > max_lifetime:
+        raise ApiError(401, f"invalid token: it lives longer than the {max_lifetime:g}s "
+                            "allowed (HOOKBUS_JWT_MAX_LIFETIME)")
     scope = claims.get("scope")
     if scope == "admin":
         return claims
@@ -30,6 +47,9 @@ def authorize(authorization: str | None, secret: str, app_id: str | None) -> dic
     return claims
 
 
-def issue_token(secret: str, *, scope: str, app_id: str | None = None) -> str:
-    claims = {"scope": scope} | ({"app_id": app_id} if app_id else {})
-    return jwt.encode(claims, secret, algorithm="HS256")
+def issue_token(secret: str, *, scope: str, app_id: str | None = None,
+                lifetime: int = DEFAULT_LIFETIME) -> str:
+    """A token that expires `lifetime` seconds from now."""
+    now = int(time.time())
+    claims = {"scope": scope, "iat": now, "exp": now + lifetime}
+    return jwt.encode(claims | ({"app_id": app_id} if app_id else {}), secret, algorithm="HS256")

@@ -111,7 +111,9 @@ def json_depth(body: bytes) -> int:
 def authorized_app(request: web.Request) -> str:
     """The path's app id, once the bearer token is checked to grant it."""
     app_id = request.match_info["app_id"]
-    authorize(request.headers.get("Authorization"), request.app[INGEST].settings.jwt_secret, app_id)
+    settings = request.app[INGEST].settings
+    authorize(request.headers.get("Authorization"), settings.jwt_secret, app_id,
+              max_lifetime=settings.jwt_max_lifetime)
     return app_id
 
 

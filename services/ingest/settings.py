@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from services.common.config import ConfigError, Env, KafkaSettings
 from services.common.target_policy import TargetPolicy
+from services.ingest.auth import DEFAULT_MAX_LIFETIME, MIN_SECRET_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,8 @@ class Settings:
     secret_rotation_overlap: float = 24 * 3600.0
     # How long an Idempotency-Key is remembered after its first use.
     idempotency_ttl: float = 24 * 3600.0
+    # The longest a token may live (from its `iat`, or from now); `exp` is required.
+    jwt_max_lifetime: float = DEFAULT_MAX_LIFETIME
     log_format: str = "json"
 
     def __post_init__(self) -> None:
@@ -31,6 +34,9 @@ class Settings:
         secret = env.optional("JWT_SECRET")
         if secret is None:
             raise ConfigError("HOOKBUS_JWT_SECRET is required (the HS256 key of API tokens)")
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(f"HOOKBUS_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes "
+                              "(e.g. `openssl rand -base64 48`)")
         return cls(
             kafka=KafkaSettings.from_env(env),
             jwt_secret=secret,
@@ -44,5 +50,6 @@ class Settings:
             max_webhooks_per_app=env.int("MAX_WEBHOOKS_PER_APP", 10),
             secret_rotation_overlap=env.duration("SECRET_ROTATION_OVERLAP", "24h"),
             idempotency_ttl=env.duration("IDEMPOTENCY_TTL", "24h"),
+            jwt_max_lifetime=env.duration("JWT_MAX_LIFETIME", "24h"),
             log_format=env.str("LOG_FORMAT", "json"),
         )

@@ -140,3 +140,20 @@ async def test_admin_token_acts_on_any_app(api: Api) -> None:
 async def test_health_and_readiness(api: Api) -> None:
     assert (await api.call("GET", "/healthz"))[0] == 200
     assert (await api.call("GET", "/readyz")) == (200, {"status": "ready"})
+
+
+async def test_a_token_without_expiry_or_living_too_long_is_refused(api: Api) -> None:
+    """Contract §9: `exp` is required, within HOOKBUS_JWT_MAX_LIFETIME (24 h)."""
+    import time
+
+    import jwt
+
+    from tests.conftest import JWT_SECRET
+
+    now = int(time.time())
+    for claims in ({"scope": "admin"}, {"scope": "admin", "iat": now, "exp": now + 2 * 86400}):
+        bearer = {"Authorization": "Bearer " + jwt.encode(claims, JWT_SECRET, algorithm="HS256")}
+        status, body = await api.call("POST", f"/v1/apps/{APP}/events", headers=bearer,
+                                      json={"type": "message.received"})
+        assert_error(status, body, 401)
+    assert await api.written() == 0

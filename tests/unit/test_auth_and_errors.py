@@ -16,7 +16,10 @@ SECRET = "unit-test-secret-of-32-bytes-long!"
 
 
 def bearer(claims: dict, secret: str = SECRET, algorithm: str = "HS256") -> str:
-    return "Bearer " + jwt.encode(claims, secret, algorithm=algorithm)
+    """A token of `claims`, expiring in a minute unless they say otherwise."""
+    claims = {"exp": int(time.time()) + 60} | claims
+    return "Bearer " + jwt.encode({k: v for k, v in claims.items() if v is not None}, secret,
+                                  algorithm=algorithm)
 
 
 @pytest.mark.parametrize(("header", "app_id", "code"), [
@@ -28,6 +31,11 @@ def bearer(claims: dict, secret: str = SECRET, algorithm: str = "HS256") -> str:
     (bearer({"scope": "user", "app_id": "app_1"}), "app_1", 401),
     (bearer({"scope": "app"}), "app_1", 401),
     (bearer({"scope": "app", "app_id": "app_2"}), "app_1", 403),
+    # Every token expires, and lives at most HOOKBUS_JWT_MAX_LIFETIME (24 h here).
+    (bearer({"scope": "admin", "exp": None}), "app_1", 401),
+    (bearer({"scope": "admin", "exp": int(time.time()) + 25 * 3600}), "app_1", 401),
+    (bearer({"scope": "admin", "iat": int(time.time()) - 3600,
+             "exp": int(time.time()) + 23.5 * 3600}), "app_1", 401),
 ])
 def test_refused(header: str | None, app_id: str, code: int) -> None:
     with pytest.raises(ApiError) as caught:
@@ -39,6 +47,22 @@ def test_accepted() -> None:
     assert authorize("Bearer " + issue_token(SECRET, scope="app", app_id="app_1"), SECRET,
                      "app_1")["app_id"] == "app_1"
     assert authorize("Bearer " + issue_token(SECRET, scope="admin"), SECRET, "app_9")
+
+
+def test_the_refusals_say_why() -> None:
+    with pytest.raises(ApiError, match="must carry an expiry"):
+        authorize(bearer({"scope": "admin", "exp": None}), SECRET, None)
+    with pytest.raises(ApiError, match="HOOKBUS_JWT_MAX_LIFETIME"):
+        authorize(bearer({"scope": "admin", "exp": int(time.time()) + 7200}), SECRET, None,
+                  max_lifetime=3600)
+    assert authorize(bearer({"scope": "admin", "exp": int(time.time()) + 3000}), SECRET, None,
+                     max_lifetime=3600)
+
+
+def test_issued_tokens_expire_within_the_lifetime_asked() -> None:
+    claims = jwt.decode(issue_token(SECRET, scope="admin", lifetime=120), SECRET,
+                        algorithms=["HS256"])
+    assert claims["exp"] - claims["iat"] == 120 and abs(claims["iat"] - time.time()) < 5
 
 
 def test_none_algorithm_is_refused() -> None:

@@ -45,8 +45,16 @@ def test_ingest_refuses_to_start_without_a_jwt_secret() -> None:
 
 
 def test_the_jwt_secret_is_not_in_the_repr() -> None:
-    settings = IngestSettings.from_env(Env({"HOOKBUS_JWT_SECRET": "s3cr3t-value"}))
-    assert "s3cr3t-value" not in repr(settings)
+    secret = "s3cr3t-value-of-at-least-32-bytes!"
+    settings = IngestSettings.from_env(Env({"HOOKBUS_JWT_SECRET": secret}))
+    assert secret not in repr(settings)
+
+
+@pytest.mark.parametrize("secret", ["s3cr3t-value", "set-me", "x" * 31])
+def test_ingest_refuses_a_jwt_secret_shorter_than_32_bytes(secret: str) -> None:
+    """The Kubernetes base ships `set-me`: ingest fails closed until a key is set."""
+    with pytest.raises(ConfigError, match="at least 32 bytes"):
+        IngestSettings.from_env(Env({"HOOKBUS_JWT_SECRET": secret}))
 
 
 @pytest.mark.parametrize(("name", "value"), [
