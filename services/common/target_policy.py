@@ -1,6 +1,12 @@
 """Which targets Hookbus may call (contract §6–§7): https unless http is allowed,
 no forbidden domain, and no address in a private, loopback, link-local (cloud
-metadata), CGNAT, multicast, unspecified or reserved range unless allowed.
+metadata), CGNAT, multicast, unspecified, reserved or site-local range unless
+allowed. IPv6 forms that carry an IPv4 address (IPv4-mapped and -compatible,
+NAT64 64:ff9b::/96) are judged by the IPv4 address they carry; 6to4, Teredo and
+local-use NAT64 (64:ff9b:1::/48) are refused outright (transition mechanisms no
+webhook endpoint needs, whose relays reach addresses we cannot see). A host that
+ends in a number must be a dotted-quad IPv4 address: `127.1`, `2130706433` or
+`0x7f.1` are what resolvers turn into loopback, so they are refused as written.
 
 Pure: ingest applies it to literal addresses when a webhook is written, the
 deliverer to every resolved address at every attempt."""
@@ -9,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -16,6 +23,12 @@ from services.common.config import IPNetwork
 
 MAX_TARGET_LENGTH = 742
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
+_TEREDO = ipaddress.ip_network("2001::/32")
+_NUMBER = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +64,9 @@ class TargetPolicy:
         except ValueError:
             if host == "localhost" or host.endswith(".localhost"):
                 return self.address_refusal(ipaddress.ip_address("127.0.0.1"))
+            if _NUMBER.match(host.rsplit(".", 1)[-1]):
+                return ("a numeric host must be a dotted-quad IPv4 address (resolvers read "
+                        f"{host!r} as one, in a form that hides what it is)")
             return None
         return self.address_refusal(address)
 
@@ -60,8 +76,22 @@ class TargetPolicy:
             address = address.ipv4_mapped
         if any(address in net for net in self.allowed_private):
             return None
+        if isinstance(address, ipaddress.IPv6Address):
+            carried = _carried_ipv4(address)
+            if carried is not None and not any(carried in net for net in self.allowed_private):
+                reason = _non_public_reason(carried)
+                if reason is not None:
+                    return f"resolves to {address}, which carries a {reason} IPv4 address"
         reason = _non_public_reason(address)
         return None if reason is None else f"resolves to a {reason} address ({address})"
+
+
+def _carried_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 form carries in its last 32 bits (NAT64's
+    well-known prefix, the deprecated IPv4-compatible form), if any."""
+    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
 
 
 def _non_public_reason(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
@@ -75,8 +105,17 @@ def _non_public_reason(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -
         return "unspecified"
     if isinstance(address, ipaddress.IPv4Address) and address in _CGNAT:
         return "CGNAT"
-    if isinstance(address, ipaddress.IPv6Address) and address in ipaddress.ip_network("fc00::/7"):
-        return "unique-local"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in ipaddress.ip_network("fc00::/7"):
+            return "unique-local"
+        if address.is_site_local:
+            return "site-local"
+        if address in _SIX_TO_FOUR:
+            return "6to4"
+        if address in _TEREDO:
+            return "Teredo"
+        if address in _NAT64_LOCAL:
+            return "local-use NAT64"
     if address.is_private or address.is_reserved or not address.is_global:
         return "private"
     return None

@@ -34,6 +34,21 @@ STRICT = TargetPolicy()
     ("https://[fd00::1]/", "unique-local"),
     ("https://[fe80::1]/", "link-local"),
     ("https://[::ffff:10.0.0.1]/", "private"),
+    # Issue 10: the forms that used to pass.
+    ("https://[fec0::1]/", "site-local"),
+    ("https://[2002:7f00:1::1]/", "6to4"),          # 6to4 carrying 127.0.0.1
+    ("https://[2002:a00:1::1]/", "6to4"),           # ... and 10.0.0.1
+    ("https://[2001:0:4136:e378:8000:63bf:80ff:fffe]/", "Teredo"),
+    ("https://[64:ff9b::7f00:1]/", "carries a loopback IPv4"),  # NAT64
+    ("https://[64:ff9b:1::a00:1]/", "local-use NAT64"),
+    ("https://[::127.0.0.1]/", "carries a loopback IPv4"),       # IPv4-compatible
+    ("https://[::a9fe:a9fe]/", "carries a link-local IPv4"),      # metadata, compatible
+    ("https://127.1/", "dotted-quad"),
+    ("https://2130706433/", "dotted-quad"),
+    ("https://0x7f.1/", "dotted-quad"),
+    ("https://0177.0.0.1/", "dotted-quad"),
+    ("https://123.example.com/", None),             # a name that starts with digits
+    ("https://[2606:4700::1111]/", None),
 ])
 def test_strict_policy(url: str, reason: str | None) -> None:
     refusal = STRICT.url_refusal(url)
