@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from yarl import URL
+
 from services.common.config import IPNetwork
 
 MAX_TARGET_LENGTH = 742
@@ -46,6 +48,10 @@ class TargetPolicy:
         try:
             parts = urlsplit(url)
             parts.port  # noqa: B018 - raises on a malformed port
+            # The host as aiohttp connects to it: yarl IDNA-folds it (fullwidth digits,
+            # ideographic full stops), so "127.0.0.\uff11" reaches 127.0.0.1 unresolved.
+            seen = URL(url)
+            folded = {seen.host, seen.raw_host} - {None}
         except ValueError as exc:
             return f"not a valid URL ({exc})"
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -54,7 +60,12 @@ class TargetPolicy:
             return "must use https"
         if parts.username or parts.password:
             return "must not carry credentials"
-        host = parts.hostname.rstrip(".").lower()
+        for host in {parts.hostname, *folded}:
+            if (reason := self._host_refusal(host.rstrip(".").lower())) is not None:
+                return reason
+        return None
+
+    def _host_refusal(self, host: str) -> str | None:
         for domain in self.forbidden_domains:
             domain = domain.lower().lstrip(".")
             if host == domain or host.endswith("." + domain):
@@ -82,6 +93,8 @@ class TargetPolicy:
                 reason = _non_public_reason(carried)
                 if reason is not None:
                     return f"resolves to {address}, which carries a {reason} IPv4 address"
+            if address in _NAT64:  # DNS64: the gateway connects to the IPv4 it carries
+                return None
         reason = _non_public_reason(address)
         return None if reason is None else f"resolves to a {reason} address ({address})"
 

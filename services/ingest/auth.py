@@ -34,7 +34,12 @@ def authorize(authorization: str | None, secret: str, app_id: str | None, *,
     now = time.time() if now is None else now
     issued = claims.get("iat")
     start = issued if isinstance(issued, int | float) and issued <= now else now
-    if claims["exp"] - start > max_lifetime:
+    exp = claims["exp"]
+    try:  # PyJWT lets "123" and 10**400 through; `not <=` also refuses a NaN
+        too_long = isinstance(exp, str | bool) or not exp - start <= max_lifetime
+    except (TypeError, OverflowError):
+        too_long = True
+    if too_long:
         raise ApiError(401, f"invalid token: it lives longer than the {max_lifetime:g}s "
                             "allowed (HOOKBUS_JWT_MAX_LIFETIME)")
     scope = claims.get("scope")

@@ -3,9 +3,12 @@ answered in the contract's error shape with nothing written to Kafka."""
 
 from __future__ import annotations
 
+import time
+
+import jwt
 import pytest
 
-from tests.conftest import auth, records, token
+from tests.conftest import JWT_SECRET, auth, records, token
 from tests.integration.conftest import APP, Api, assert_error
 
 async def test_webhook_round_trip(api: Api) -> None:
@@ -92,6 +95,12 @@ BAD_REQUESTS = [
                  "target", id="decimal loopback"),
     pytest.param("POST", "/webhooks", auth(APP), b'{"target": "https://[2002:a00:1::1]/"}', 400,
                  "target", id="6to4 carrying a private address"),
+    pytest.param("POST", "/webhooks", auth(APP),
+                 '{"target": "https://169.254.169.\uff12\uff15\uff14/"}'.encode(), 400, "target",
+                 id="metadata address in fullwidth digits"),
+    pytest.param("POST", "/events", {"Authorization": "Bearer " + jwt.encode(
+        {"scope": "admin", "exp": str(int(time.time()) + 60)}, JWT_SECRET)},
+        b'{"type": "message.sent"}', 401, None, id="exp as a string"),
     pytest.param("POST", "/webhooks", auth(APP), b'{"target": "https://e.com", "triggers": []}',
                  400, "triggers", id="no triggers"),
     pytest.param("POST", "/webhooks", auth(APP),

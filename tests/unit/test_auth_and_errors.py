@@ -36,6 +36,10 @@ def bearer(claims: dict, secret: str = SECRET, algorithm: str = "HS256") -> str:
     (bearer({"scope": "admin", "exp": int(time.time()) + 25 * 3600}), "app_1", 401),
     (bearer({"scope": "admin", "iat": int(time.time()) - 3600,
              "exp": int(time.time()) + 23.5 * 3600}), "app_1", 401),
+    # A validly signed token with an odd exp/iat is a 401, never a crash (500).
+    (bearer({"scope": "admin", "exp": str(int(time.time()) + 60)}), "app_1", 401),
+    (bearer({"scope": "admin", "exp": 10 ** 400}), "app_1", 401),
+    (bearer({"scope": "admin", "exp": time.time() + 60, "iat": -10 ** 400}), "app_1", 401),
 ])
 def test_refused(header: str | None, app_id: str, code: int) -> None:
     with pytest.raises(ApiError) as caught:

@@ -72,3 +72,35 @@ def test_forbidden_domain_suffixes() -> None:
     assert policy.url_refusal("https://us.conversation-api.sinch.com/x") is not None
     assert policy.url_refusal("https://conversation-api.sinch.com./x") is not None
     assert policy.url_refusal("https://notconversation-api.sinch.com/x") is None
+    # aiohttp (yarl) folds fullwidth letters to ASCII before it resolves the name.
+    assert policy.url_refusal("https://us.\uff43onversation-api.sinch.com/x") is not None
+
+
+# yarl, which aiohttp uses, IDNA-folds the host (NFKC, ideographic full stops) before
+# it connects: these reach 127.0.0.1 as a literal address, with no resolver to ask.
+@pytest.mark.parametrize("url", [
+    "https://127.0.0.\uff11/",                   # fullwidth digit one
+    "https://127\u30020\u30020\u30021/",          # ideographic full stops
+    "https://127.0.0.\u2460/",                   # circled digit one
+    "https://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/",  # fullwidth localhost
+    "https://[::1%25lo]/",
+])
+def test_hosts_judged_as_aiohttp_connects_to_them(url: str) -> None:
+    assert STRICT.url_refusal(url) is not None
+
+
+@pytest.mark.parametrize("url", [
+    "https://b\u00fccher.example/hook",            # an IDN name is still fine
+    "https://xn--bcher-kva.example/hook",
+    "https://my_host.example.com/hook",
+    "https://[64:ff9b::808:808]/hook",           # NAT64 (DNS64) carrying 8.8.8.8
+])
+def test_public_targets_accepted(url: str) -> None:
+    assert STRICT.url_refusal(url) is None
+
+
+def test_nat64_judged_by_the_ipv4_it_carries() -> None:
+    assert STRICT.address_refusal(ipaddress.ip_address("64:ff9b::808:808")) is None
+    assert "loopback" in (STRICT.address_refusal(ipaddress.ip_address("64:ff9b::7f00:1")) or "")
+    allowed = TargetPolicy(allowed_private=parse_cidrs("10.0.0.0/8"))
+    assert allowed.address_refusal(ipaddress.ip_address("64:ff9b::a00:1")) is None
