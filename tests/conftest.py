@@ -50,7 +50,9 @@ async def topics(kafka: Broker, prefix: str, request: pytest.FixtureRequest) -> 
 
 
 def token(app_id: str | None = None, scope: str = "app") -> str:
-    return issue_token(JWT_SECRET, scope=scope, app_id=app_id)
+    # Some are made when a module is collected and used minutes later: 6 h, well
+    # within HOOKBUS_JWT_MAX_LIFETIME (24 h).
+    return issue_token(JWT_SECRET, scope=scope, app_id=app_id, lifetime=6 * 3600)
 
 
 def auth(app_id: str) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import jwt
 import msgspec
@@ -22,28 +23,35 @@ def bearer(claims: dict, secret: str = SECRET, algorithm: str = "HS256") -> str:
                                   algorithm=algorithm)
 
 
+def now() -> int:
+    return int(time.time())
+
+
+# Each header is made when its test runs (not when the module is collected), so
+# that no token expires between the two in a long suite.
 @pytest.mark.parametrize(("header", "app_id", "code"), [
-    (None, "app_1", 401),
-    ("Basic abc", "app_1", 401),
-    (bearer({"scope": "app", "app_id": "app_1"}, secret="another-secret-of-32-bytes-long!!"),
-     "app_1", 401),
-    (bearer({"scope": "app", "app_id": "app_1", "exp": int(time.time()) - 10}), "app_1", 401),
-    (bearer({"scope": "user", "app_id": "app_1"}), "app_1", 401),
-    (bearer({"scope": "app"}), "app_1", 401),
-    (bearer({"scope": "app", "app_id": "app_2"}), "app_1", 403),
+    (lambda: None, "app_1", 401),
+    (lambda: "Basic abc", "app_1", 401),
+    (lambda: bearer({"scope": "app", "app_id": "app_1"},
+                    secret="another-secret-of-32-bytes-long!!"), "app_1", 401),
+    (lambda: bearer({"scope": "app", "app_id": "app_1", "exp": now() - 10}), "app_1", 401),
+    (lambda: bearer({"scope": "user", "app_id": "app_1"}), "app_1", 401),
+    (lambda: bearer({"scope": "app"}), "app_1", 401),
+    (lambda: bearer({"scope": "app", "app_id": "app_2"}), "app_1", 403),
     # Every token expires, and lives at most HOOKBUS_JWT_MAX_LIFETIME (24 h here).
-    (bearer({"scope": "admin", "exp": None}), "app_1", 401),
-    (bearer({"scope": "admin", "exp": int(time.time()) + 25 * 3600}), "app_1", 401),
-    (bearer({"scope": "admin", "iat": int(time.time()) - 3600,
-             "exp": int(time.time()) + 23.5 * 3600}), "app_1", 401),
+    (lambda: bearer({"scope": "admin", "exp": None}), "app_1", 401),
+    (lambda: bearer({"scope": "admin", "exp": now() + 25 * 3600}), "app_1", 401),
+    (lambda: bearer({"scope": "admin", "iat": now() - 3600, "exp": now() + 23.5 * 3600}),
+     "app_1", 401),
     # A validly signed token with an odd exp/iat is a 401, never a crash (500).
-    (bearer({"scope": "admin", "exp": str(int(time.time()) + 60)}), "app_1", 401),
-    (bearer({"scope": "admin", "exp": 10 ** 400}), "app_1", 401),
-    (bearer({"scope": "admin", "exp": time.time() + 60, "iat": -10 ** 400}), "app_1", 401),
+    (lambda: bearer({"scope": "admin", "exp": str(now() + 60)}), "app_1", 401),
+    (lambda: bearer({"scope": "admin", "exp": 10 ** 400}), "app_1", 401),
+    (lambda: bearer({"scope": "admin", "exp": time.time() + 60, "iat": -10 ** 400}),
+     "app_1", 401),
 ])
-def test_refused(header: str | None, app_id: str, code: int) -> None:
+def test_refused(header: Callable[[], str | None], app_id: str, code: int) -> None:
     with pytest.raises(ApiError) as caught:
-        authorize(header, SECRET, app_id)
+        authorize(header(), SECRET, app_id)
     assert caught.value.code == code
 
 
