@@ -9,7 +9,6 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aiohttp
 import msgspec
 from aiokafka import AIOKafkaProducer, TopicPartition
 
@@ -24,7 +23,7 @@ from tests.integration.test_router_failures import (
     committed_offset,
     dead_letters,
     running,
-    webhook,
+    subscribed,  # noqa: F401 - a fixture, used by name
     write_events,
 )
 
@@ -66,27 +65,25 @@ async def test_a_key_too_large_for_events_dlq_is_dead_lettered_not_a_crash_loop(
 
 
 async def test_a_created_at_without_time_zone_is_routed_as_utc(
-    stack: Stack, topics: Topics, receiver: Receiver
+    stack: Stack, topics: Topics, receiver: Receiver, subscribed: Client  # noqa: F811
 ) -> None:
+    client = subscribed
     # `created_at` without an offset is valid RFC 3339 for msgspec but a naive
     # datetime: before the fix the router put it as is into the delivery task
     # and the body, where it cannot be compared with an aware time (the
     # deliverer's event-to-delivery metric raised TypeError on every success).
     bootstrap = stack.env["HOOKBUS_KAFKA_BOOTSTRAP"]
-    async with aiohttp.ClientSession() as http:
-        client = Client(http, stack.ingest_url, APP)
-        await webhook(client, receiver, "/h")
-        await write_events(bootstrap, topics.events, msgspec.json.encode({
-            "id": "evt_naive", "type": "message.received", "app_id": APP,
-            "created_at": "2026-11-22T18:15:00"}))
-        await asyncio.sleep(0.5)
-        tasks = [msgspec.json.decode(r.value, type=DeliveryTask)
-                 for r in await consumer_records(bootstrap, topics.deliveries)]
-        [task] = [t for t in tasks if t.event_id == "evt_naive"]
-        assert task.event_created_at == datetime(2026, 11, 22, 18, 15, tzinfo=UTC)
-        body = json.loads(bytes(task.body))
-        assert body["created_at"] == "2026-11-22T18:15:00Z"
-        await receiver.wait_for("/h", "evt_naive")
-        after = await client.publish("message.received", text="after")
-        await receiver.wait_for("/h", after)
+    await write_events(bootstrap, topics.events, msgspec.json.encode({
+        "id": "evt_naive", "type": "message.received", "app_id": APP,
+        "created_at": "2026-11-22T18:15:00"}))
+    await asyncio.sleep(0.5)
+    tasks = [msgspec.json.decode(r.value, type=DeliveryTask)
+             for r in await consumer_records(bootstrap, topics.deliveries)]
+    [task] = [t for t in tasks if t.event_id == "evt_naive"]
+    assert task.event_created_at == datetime(2026, 11, 22, 18, 15, tzinfo=UTC)
+    body = json.loads(bytes(task.body))
+    assert body["created_at"] == "2026-11-22T18:15:00Z"
+    await receiver.wait_for("/h", "evt_naive")
+    after = await client.publish("message.received", text="after")
+    await receiver.wait_for("/h", after)
     assert stack.services["deliverer"].alive

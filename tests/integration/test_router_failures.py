@@ -14,6 +14,7 @@ from pathlib import Path
 
 import aiohttp
 import msgspec
+import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -144,20 +145,27 @@ async def webhook(client: Client, receiver: Receiver, path: str) -> dict:
     return hook
 
 
-# Records that cannot be routed ---------------------------------------------
-
-async def test_deep_nesting_and_tombstones_are_dead_lettered_and_routing_goes_on(
-    stack: Stack, topics: Topics, receiver: Receiver
-) -> None:
-    bootstrap = stack.env["HOOKBUS_KAFKA_BOOTSTRAP"]
+@pytest.fixture
+async def subscribed(stack: Stack, receiver: Receiver) -> AsyncIterator[Client]:
+    """A client of the stack's ingest for APP, with a webhook at the receiver's /h."""
     async with aiohttp.ClientSession() as http:
         client = Client(http, stack.ingest_url, APP)
         await webhook(client, receiver, "/h")
-        deep = b'{"type": "message.received", "app_id": "%s", "data": %s}' % (
-            APP.encode(), nested(3000))
-        await write_events(bootstrap, topics.events, deep, None)
-        after = await client.publish("message.received", text="after the poison")
-        await receiver.wait_for("/h", after)
+        yield client
+
+
+# Records that cannot be routed ---------------------------------------------
+
+async def test_deep_nesting_and_tombstones_are_dead_lettered_and_routing_goes_on(
+    stack: Stack, topics: Topics, receiver: Receiver, subscribed: Client
+) -> None:
+    client = subscribed
+    bootstrap = stack.env["HOOKBUS_KAFKA_BOOTSTRAP"]
+    deep = b'{"type": "message.received", "app_id": "%s", "data": %s}' % (
+        APP.encode(), nested(3000))
+    await write_events(bootstrap, topics.events, deep, None)
+    after = await client.publish("message.received", text="after the poison")
+    await receiver.wait_for("/h", after)
 
     letters = await dead_letters(bootstrap, topics, 2)
     by_reason = {("tombstone" if "tombstone" in d.reason else "deep"): d for d in letters}
@@ -268,28 +276,26 @@ async def test_a_failed_dead_letter_write_stops_the_router_and_is_retried_after_
 # Transactions --------------------------------------------------------------
 
 async def test_events_of_aborted_transactions_are_never_routed(
-    stack: Stack, topics: Topics, receiver: Receiver
+    stack: Stack, topics: Topics, receiver: Receiver, subscribed: Client
 ) -> None:
+    client = subscribed
     bootstrap = stack.env["HOOKBUS_KAFKA_BOOTSTRAP"]
-    async with aiohttp.ClientSession() as http:
-        client = Client(http, stack.ingest_url, APP)
-        await webhook(client, receiver, "/h")
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap,
-                                    transactional_id=f"{topics.prefix}test-batches")
-        await producer.start()
-        try:
-            def record(event_id: str) -> bytes:
-                return msgspec.json.encode({"id": event_id, "type": "message.received",
-                                            "app_id": APP})
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap,
+                                transactional_id=f"{topics.prefix}test-batches")
+    await producer.start()
+    try:
+        def record(event_id: str) -> bytes:
+            return msgspec.json.encode({"id": event_id, "type": "message.received",
+                                        "app_id": APP})
 
-            await producer.begin_transaction()
-            await producer.send_and_wait(topics.events, record("evt_aborted"), key=APP.encode())
-            await producer.abort_transaction()
-            async with producer.transaction():
-                await producer.send(topics.events, record("evt_committed"), key=APP.encode())
-        finally:
-            await producer.stop()
-        await receiver.wait_for("/h", "evt_committed")
-        after = await client.publish("message.received")
-        await receiver.wait_for("/h", after)
+        await producer.begin_transaction()
+        await producer.send_and_wait(topics.events, record("evt_aborted"), key=APP.encode())
+        await producer.abort_transaction()
+        async with producer.transaction():
+            await producer.send(topics.events, record("evt_committed"), key=APP.encode())
+    finally:
+        await producer.stop()
+    await receiver.wait_for("/h", "evt_committed")
+    after = await client.publish("message.received")
+    await receiver.wait_for("/h", after)
     assert "evt_aborted" not in [r.headers["webhook-id"] for r in receiver.on("/h")]
