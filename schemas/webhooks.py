@@ -1,7 +1,11 @@
 """Records of the compacted `webhooks` topic: the only store of subscriptions.
 
 Evolution rules: new fields get defaults; a field's type never changes; unknown
-fields are skipped when decoding, so older services read newer records."""
+fields are skipped when decoding, so older services read newer records.
+- `signature_scheme` (on `Webhook` and `RetiredSecret`) came after the first
+  records: absent, it is `v1`, which is what every earlier secret signed with.
+  An older deliverer skips it and would sign a `v1a` webhook's `whsk_` key as an
+  HMAC secret: upgrade the deliverers before creating `v1a` webhooks."""
 
 from __future__ import annotations
 
@@ -12,6 +16,9 @@ import msgspec
 
 TargetType = Literal["HTTP", "DISMISS"]
 TokenRequestType = Literal["BASIC", "FORM"]
+# `v1`: HMAC-SHA256 with a `whsec_` secret; `v1a`: ed25519 with a `whsk_` key
+# (services/common/secrets.py says exactly what each holds).
+SignatureScheme = Literal["v1", "v1a"]
 # At most 2**53, so that JSON clients read it exactly: a record claiming more (a
 # hostile producer's way to block every later write) is unreadable, and repaired.
 Version = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
@@ -26,11 +33,14 @@ class ClientCredentials(msgspec.Struct, kw_only=True, omit_defaults=True):
     token_request_type: TokenRequestType = "BASIC"
 
 
-class RetiredSecret(msgspec.Struct, kw_only=True):
-    """A rotated-out secret that keeps signing beside the new one until `expires_at`."""
+class RetiredSecret(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A rotated-out secret that keeps signing beside the new one until `expires_at`,
+    with the scheme it signed with (a change of the webhook's scheme retires the
+    old secret like a rotation)."""
 
     secret: str
     expires_at: datetime
+    signature_scheme: SignatureScheme = "v1"
 
 
 class Webhook(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -55,10 +65,18 @@ class Webhook(msgspec.Struct, kw_only=True, omit_defaults=True):
     # Stored only: HOOKBUS_MAX_WEBHOOKS_PER_APP in force at creation, which readers
     # check the create against (0: written before the limit was checked in the log).
     app_limit: int = 0
+    # How `secret` signs: `v1` HMAC, or `v1a` ed25519 (then `secret` is a `whsk_` key).
+    signature_scheme: SignatureScheme = "v1"
 
     def signing_secrets(self, now: datetime) -> list[str]:
         """The secrets that sign a delivery at `now`, newest first."""
-        return [self.secret] + [r.secret for r in self.retired_secrets if r.expires_at > now]
+        return [s for _, s in self.signing_keys(now)]
+
+    def signing_keys(self, now: datetime) -> list[tuple[SignatureScheme, str]]:
+        """The secrets that sign a delivery at `now`, each with its scheme, newest first."""
+        return [(self.signature_scheme, self.secret)] + [
+            (r.signature_scheme, r.secret) for r in self.retired_secrets if r.expires_at > now
+        ]
 
 
 webhook_decoder = msgspec.json.Decoder(Webhook)

@@ -12,12 +12,12 @@ import aiohttp
 
 from schemas.deliveries import DeliveryTask
 from schemas.webhooks import Webhook
-from services.common.secrets import signing_key
+from services.common.secrets import InvalidKey
 from services.common.target_policy import TargetPolicy
 from services.deliverer.guard import GuardedResolver, TargetRefused
 from services.deliverer.oauth import TokenCache, TokenError
 from services.deliverer.outcomes import Failed, Outcome, Refused, Report, of_response
-from services.deliverer.signing import signature_headers
+from services.deliverer.signing import keys_of, signature_headers
 
 EXCERPT_BYTES = 1024
 
@@ -68,6 +68,8 @@ class Attempter:
                             time.perf_counter() - started)
         except TokenError as exc:
             report = Report(Failed(str(exc)), time.perf_counter() - started)
+        except InvalidKey as exc:  # never holds key material
+            report = Report(Failed(f"signing key: {exc}"), time.perf_counter() - started)
         except TargetRefused as exc:
             report = Report(Refused(str(exc)), time.perf_counter() - started)
         except aiohttp.ClientConnectorError as exc:
@@ -89,10 +91,7 @@ class Attempter:
             **webhook.headers,
             "Content-Type": "application/json",
             "User-Agent": self._user_agent,
-            **signature_headers(
-                [signing_key(s) for s in webhook.signing_secrets(now)],
-                task.event_id, int(now.timestamp()), body,
-            ),
+            **signature_headers(keys_of(webhook, now), task.event_id, int(now.timestamp()), body),
         }
         creds = webhook.client_credentials
         token = None
