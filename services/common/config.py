@@ -9,7 +9,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 PREFIX = "HOOKBUS_"
@@ -108,14 +108,99 @@ class Env:
             raise ConfigError(f"{PREFIX}{name}: {exc}") from None
 
 
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
 @dataclass(frozen=True, slots=True)
 class KafkaSettings:
+    """Where Kafka is and how a service logs in to it (contract §9). PLAINTEXT
+    needs nothing else; SASL_* needs a user and password; SSL and SASL_SSL
+    verify the brokers against `ssl_cafile` (else the system CAs) and present
+    `ssl_certfile`/`ssl_keyfile` when given (mutual TLS). The password is never
+    in the repr. `services.common.kafka_clients` turns these into client options."""
+
     bootstrap: str
     topic_prefix: str
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+    def __post_init__(self) -> None:
+        protocol = self.security_protocol
+        if protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(f"{PREFIX}KAFKA_SECURITY_PROTOCOL: unknown protocol {protocol!r} "
+                              f"(one of {', '.join(SECURITY_PROTOCOLS)})")
+        if self.uses_sasl:
+            if self.sasl_mechanism not in SASL_MECHANISMS:
+                raise ConfigError(f"{PREFIX}KAFKA_SASL_MECHANISM: unknown mechanism "
+                                  f"{self.sasl_mechanism!r} (one of {', '.join(SASL_MECHANISMS)})")
+            if not self.sasl_username or not self.sasl_password:
+                raise ConfigError(f"{PREFIX}KAFKA_SECURITY_PROTOCOL={protocol} needs "
+                                  f"{PREFIX}KAFKA_SASL_USERNAME and {PREFIX}KAFKA_SASL_PASSWORD "
+                                  f"(or {PREFIX}KAFKA_SASL_PASSWORD_FILE)")
+        elif self.sasl_username or self.sasl_password:
+            raise ConfigError(f"a SASL user or password is set but {PREFIX}KAFKA_SECURITY_PROTOCOL"
+                              f"={protocol} does not log in (SASL_SSL or SASL_PLAINTEXT does)")
+        tls_files = [name for name, value in (("SSL_CAFILE", self.ssl_cafile),
+                                              ("SSL_CERTFILE", self.ssl_certfile),
+                                              ("SSL_KEYFILE", self.ssl_keyfile)) if value]
+        if tls_files and not self.uses_tls:
+            raise ConfigError(f"{PREFIX}KAFKA_{tls_files[0]} is set but "
+                              f"{PREFIX}KAFKA_SECURITY_PROTOCOL={protocol} does not use TLS "
+                              "(SSL or SASL_SSL does)")
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise ConfigError(f"{PREFIX}KAFKA_SSL_KEYFILE needs {PREFIX}KAFKA_SSL_CERTFILE")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
 
     @classmethod
     def from_env(cls, env: Env) -> KafkaSettings:
+        password = env.optional("KAFKA_SASL_PASSWORD")
+        password_file = env.optional("KAFKA_SASL_PASSWORD_FILE")
+        if password is not None and password_file is not None:
+            raise ConfigError(f"set {PREFIX}KAFKA_SASL_PASSWORD or "
+                              f"{PREFIX}KAFKA_SASL_PASSWORD_FILE, not both")
+        if password_file is not None:
+            password = _read_secret_file("KAFKA_SASL_PASSWORD_FILE", password_file)
+        files = {name: env.optional(name)
+                 for name in ("KAFKA_SSL_CAFILE", "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE")}
+        for name, path in files.items():
+            if path is not None and not os.path.isfile(path):
+                raise ConfigError(f"{PREFIX}{name}: no such file: {path}")
         return cls(
             bootstrap=env.str("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
             topic_prefix=env.str("TOPIC_PREFIX", "hookbus."),
+            security_protocol=env.str("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").strip().upper(),
+            sasl_mechanism=env.str("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512").strip().upper(),
+            sasl_username=env.optional("KAFKA_SASL_USERNAME"),
+            sasl_password=password,
+            ssl_cafile=files["KAFKA_SSL_CAFILE"],
+            ssl_certfile=files["KAFKA_SSL_CERTFILE"],
+            ssl_keyfile=files["KAFKA_SSL_KEYFILE"],
         )
+
+
+# What a Kafka client is built from: a service's settings, or bootstrap servers
+# alone (PLAINTEXT; the development tools and tests).
+KafkaAccess = KafkaSettings | str
+
+
+def _read_secret_file(name: str, path: str) -> str:
+    """A secret mounted as a file (a Kubernetes Secret), without its final newline."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{PREFIX}{name}: cannot read {path}: "
+                          f"{getattr(exc, 'strerror', None) or type(exc).__name__}") from None

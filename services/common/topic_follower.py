@@ -9,12 +9,16 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from services.common.config import KafkaAccess
+from services.common.kafka_clients import client_options
+
 log = logging.getLogger(__name__)
 
 
 class TopicFollower:
-    def __init__(self, bootstrap: str, topic: str, apply: Callable[[ConsumerRecord], None]) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, kafka: KafkaAccess, topic: str,
+                 apply: Callable[[ConsumerRecord], None]) -> None:
+        self._kafka = kafka
         self.topic = topic
         self._apply = apply
         self._consumer: AIOKafkaConsumer | None = None
@@ -27,7 +31,7 @@ class TopicFollower:
         failure the caller must treat as fatal."""
         consumer = AIOKafkaConsumer(
             self.topic,
-            bootstrap_servers=self._bootstrap,
+            **client_options(self._kafka),
             group_id=None,  # no group: aiokafka assigns every partition to us
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -15,6 +15,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from services.common.kafka_clients import client_options
 from services.ingest.http import MAX_BODY, errors_and_metrics
 from services.ingest.routes import attempts, event_types, events, operations, replay, webhooks
 from services.ingest.settings import Settings
@@ -34,11 +35,11 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _kafka(app: web.Application) -> AsyncIterator[None]:
     ingest = app[INGEST]
-    bootstrap = ingest.settings.kafka.bootstrap
+    kafka = ingest.settings.kafka
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=2
+        **client_options(kafka), acks="all", enable_idempotence=True, linger_ms=2
     )
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(kafka))
     await producer.start()
     await admin.start()
     await ingest.batches.start()
@@ -46,7 +47,7 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
                           await ingest.idempotency_follower.start()):
         follower_task.add_done_callback(_fatal_if_failed)
     ingest.producer, ingest.admin = producer, admin
-    log.info("ingest connected to kafka at %s", bootstrap)
+    log.info("ingest connected to kafka at %s (%s)", kafka.bootstrap, kafka.security_protocol)
     try:
         yield
     finally:

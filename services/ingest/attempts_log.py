@@ -13,16 +13,17 @@ import msgspec
 from aiokafka import ConsumerRecord
 
 from schemas.attempts import Attempt, attempt_decoder
+from services.common.config import KafkaAccess
 from services.common.topic_follower import TopicFollower
 
 log = logging.getLogger(__name__)
 
 
 class AttemptsLog:
-    def __init__(self, bootstrap: str, topic: str, per_webhook: int = 100) -> None:
+    def __init__(self, kafka: KafkaAccess, topic: str, per_webhook: int = 100) -> None:
         self._per_webhook = per_webhook
         self._by_webhook: dict[str, deque[tuple[int, Attempt]]] = {}
-        self.follower = TopicFollower(bootstrap, topic, self._apply)
+        self.follower = TopicFollower(kafka, topic, self._apply)
 
     def page(self, webhook_id: str, limit: int, before: int | None) -> tuple[list[Attempt], int | None]:
         """Up to `limit` attempts older than offset `before`, newest first, and

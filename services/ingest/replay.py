@@ -16,6 +16,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from schemas.deliveries import delivery_task_decoder
+from services.common.config import KafkaAccess
+from services.common.kafka_clients import client_options
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
@@ -23,11 +25,11 @@ PROGRESS_EVERY = 1000
 
 
 async def replay_dead_letters(
-    bootstrap: str, dlq_topic: str, deliveries_topic: str, producer: AIOKafkaProducer,
+    kafka: KafkaAccess, dlq_topic: str, deliveries_topic: str, producer: AIOKafkaProducer,
     webhook_id: str, since: datetime | None, until: datetime | None,
 ) -> int:
     key = webhook_id.encode()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+    consumer = AIOKafkaConsumer(**client_options(kafka), group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:

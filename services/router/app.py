@@ -51,6 +51,7 @@ from mode import Service
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from schemas.webhooks import Webhook
+from services.common.kafka_clients import faust_options
 from services.common.ops_server import create_ops_app, start_ops_server
 from services.common.topics import Topics
 from services.common.webhooks_view import WebhooksView
@@ -106,11 +107,10 @@ class Router:
         self.topics = Topics(settings.kafka.topic_prefix)
         self.metrics = RouterMetrics()
         self.index = SubscriptionIndex()
-        self.view = WebhooksView(settings.kafka.bootstrap, self.topics.webhooks, self._reindex,
-                                 keep=False)
+        self.view = WebhooksView(settings.kafka, self.topics.webhooks, self._reindex, keep=False)
         self.app = ReadCommittedApp(
             f"{settings.kafka.topic_prefix}router",
-            broker=";".join(f"kafka://{h}" for h in settings.kafka.bootstrap.split(",")),
+            **faust_options(settings.kafka),  # broker, and credentials unless PLAINTEXT
             processing_guarantee="at_least_once",
             key_serializer="raw",
             value_serializer="raw",
@@ -177,7 +177,7 @@ class Router:
         names = [self.topics.deliveries, self.topics.events_dlq]
         while True:
             try:
-                found = await max_message_bytes(self.settings.kafka.bootstrap, names)
+                found = await max_message_bytes(self.settings.kafka, names)
                 break
             except (KafkaError, OSError) as exc:
                 self._limits_problem = repr(exc)

@@ -7,13 +7,16 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, for_code
 
+from services.common.config import KafkaAccess
+from services.common.kafka_clients import client_options
+
 MAX_MESSAGE_BYTES = "max.message.bytes"
 
 
-async def max_message_bytes(bootstrap: str, topics: list[str]) -> dict[str, int]:
+async def max_message_bytes(kafka: KafkaAccess, topics: list[str]) -> dict[str, int]:
     """`max.message.bytes` of each of `topics`; raises a KafkaError (e.g.
     UnknownTopicOrPartitionError) when one cannot be read."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(kafka))
     await admin.start()
     try:
         responses = await admin.describe_configs([

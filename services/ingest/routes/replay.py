@@ -32,7 +32,7 @@ async def replay(request: web.Request) -> web.Response:
     log.info("replay of dead letters requested", extra={"webhook_id": webhook.id})
     try:
         count = await replay_dead_letters(
-            ingest.settings.kafka.bootstrap, ingest.topics.deliveries_dlq,
+            ingest.settings.kafka, ingest.topics.deliveries_dlq,
             ingest.topics.deliveries, ingest.producer, webhook.id, body.since, body.until,
         )
     except KafkaError as exc:

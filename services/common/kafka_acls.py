@@ -1,0 +1,100 @@
+"""The Kafka ACLs each Hookbus principal needs, and no more (contract §9), as
+data: the integration test applies them to a broker running the standard
+authorizer and runs the services under them, and the Strimzi overlay's
+`KafkaUser` resources are generated from them (`python -m devtools.k8s_users`).
+
+One principal per service, and one for producers, which may write `events`
+and nothing else. Topics are named literally: a prefixed pattern on
+`hookbus.events` would also match `hookbus.events.dlq`, one on
+`hookbus.deliveries` every retry tier and the dead letters. Only the retry
+tiers (their names follow `HOOKBUS_RETRY_SCHEDULE`) and ingest's transactional
+ids (one per process) are prefixes. Operations are spelt as Kafka and Strimzi
+spell them. Read and Write imply Describe on a topic, group or transactional
+id, so it is not listed beside them.
+
+Nobody here creates topics (`python -m devtools.topics` does, or Strimzi's
+topic operator, with an administrator's rights), and no service needs a
+cluster-level right: the idempotent producers need only Write on their
+topics (Kafka 3.0+, KIP-679), and the router reads its topics' size limits
+with DescribeConfigs on those two topics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.common.topics import Topics
+
+TOPIC, GROUP, TRANSACTIONAL_ID, CLUSTER = "topic", "group", "transactionalId", "cluster"
+LITERAL, PREFIX = "literal", "prefix"
+
+INGEST, ROUTER, DELIVERER, PRODUCER = "ingest", "router", "deliverer", "producer"
+ROLES = (INGEST, ROUTER, DELIVERER, PRODUCER)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Acl:
+    """Allow `operations` on one resource (from any host)."""
+
+    resource_type: str              # TOPIC, GROUP, TRANSACTIONAL_ID or CLUSTER
+    name: str                       # "" for the cluster
+    pattern: str                    # LITERAL or PREFIX
+    operations: tuple[str, ...]     # e.g. ("Read", "Write")
+
+
+def user_name(role: str) -> str:
+    """The principal's user name (`User:<name>`), and its Strimzi `KafkaUser`."""
+    return f"hookbus-{role}"
+
+
+def router_group(prefix: str) -> str:
+    return f"{prefix}router"          # the Faust app's id (services/router/app.py)
+
+
+def deliverer_group(prefix: str) -> str:
+    return f"{prefix}deliverer"       # services/deliverer/app.py
+
+
+def ingest_transactional_ids(prefix: str) -> str:
+    return f"{prefix}ingest."         # services/ingest/state.py, one id per process
+
+
+def retry_tiers(prefix: str) -> str:
+    return f"{prefix}deliveries.retry."
+
+
+def acls(topics: Topics) -> dict[str, tuple[Acl, ...]]:
+    """Each role's ACLs for the topics under `topics.prefix`."""
+    prefix = topics.prefix
+
+    def topic(name: str, *operations: str) -> Acl:
+        return Acl(TOPIC, name, LITERAL, operations)
+
+    return {
+        INGEST: (
+            topic(topics.events, "Write"),                # events, batches
+            topic(topics.webhooks, "Read", "Write"),      # the view; API writes, repairs
+            topic(topics.idempotency, "Read", "Write"),   # Idempotency-Keys
+            topic(topics.attempts, "Read"),               # GET …/attempts
+            topic(topics.deliveries, "Write"),            # POST …/test, replay
+            topic(topics.deliveries_dlq, "Read"),         # replay
+            Acl(TRANSACTIONAL_ID, ingest_transactional_ids(prefix), PREFIX, ("Write",)),
+        ),
+        ROUTER: (
+            topic(topics.events, "Read"),
+            topic(topics.webhooks, "Read"),
+            topic(topics.deliveries, "Write", "DescribeConfigs"),   # max.message.bytes
+            topic(topics.events_dlq, "Write", "DescribeConfigs"),
+            Acl(GROUP, router_group(prefix), LITERAL, ("Read",)),
+        ),
+        DELIVERER: (
+            topic(topics.deliveries, "Read"),
+            Acl(TOPIC, retry_tiers(prefix), PREFIX, ("Read", "Write")),
+            topic(topics.deliveries_dlq, "Write"),
+            topic(topics.attempts, "Write"),
+            topic(topics.webhooks, "Read", "Write"),      # the view; auto-disable
+            Acl(GROUP, deliverer_group(prefix), LITERAL, ("Read",)),
+        ),
+        PRODUCER: (
+            topic(topics.events, "Write"),
+        ),
+    }
