@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 KUSTOMIZE := .cache/bin/kustomize
 
-.PHONY: run test lint chaos bench profile token receiver install kafka clean
+.PHONY: run test lint chaos bench profile token receiver install kafka clean reseal secret-key
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,16 @@ run: $(STAMP)
 ## Print an API token that expires: make token APP=app_1 (or SCOPE=admin; TTL=8h, 1h default).
 token: $(STAMP)
 	@$(PY) -m devtools.token $(if $(APP),--app $(APP)) $(if $(SCOPE),--scope $(SCOPE)) $(if $(TTL),--ttl $(TTL))
+
+## Re-seal every webhook's secrets under the first key of HOOKBUS_SECRET_KEYS, online
+## (make run's development key when unset); safe to interrupt and run again. RATE=200/s.
+reseal: $(STAMP)
+	HOOKBUS_SECRET_KEYS="$${HOOKBUS_SECRET_KEYS:-$$(cat .run/secret-keys 2>/dev/null)}" \
+	  $(PY) -m services.reseal $(if $(RATE),--rate $(RATE))
+
+## Print a new sealing key entry (id:base64key) for HOOKBUS_SECRET_KEYS: make secret-key ID=k2
+secret-key: $(STAMP)
+	@$(PY) -m services.reseal new-key $(ID)
 
 ## A local endpoint that prints what it receives: make receiver [SECRET=whsec_...]
 receiver: $(STAMP)

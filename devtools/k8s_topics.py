@@ -4,10 +4,11 @@ for the default prefix and retry schedule."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 from devtools.broker import ROOT
-from services.common.config import Env
+from services.common.config import Env, KafkaSettings
 from services.common.topics import Topics
 from services.deliverer.settings import Settings
 
@@ -40,8 +41,8 @@ def render(topics: Topics) -> str:
 
 
 def default_topics() -> Topics:
-    settings = Settings.from_env(Env({}))
-    return Topics(settings.kafka.topic_prefix, settings.retry_schedule)
+    schedule = next(f.default for f in fields(Settings) if f.name == "retry_schedule")
+    return Topics(KafkaSettings.from_env(Env({})).topic_prefix, schedule)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ import aiohttp
 
 from devtools.broker import ROOT, free_port
 
+# For stacks started by tests, chaos and bench runs only; `make run` makes its own.
+DEV_SECRET_KEYS = "dev:ZGV2ZWxvcG1lbnQtb25seS1rZXktMzItYnl0ZXMhIQ=="
+
 
 @dataclass
 class ServiceProcess:
@@ -46,6 +49,7 @@ class Stack:
             "HOOKBUS_TOPIC_PREFIX": prefix,
             "HOOKBUS_ROUTER_DATA_DIR": str(log_dir / "router-data"),
             "PYTHONUNBUFFERED": "1",
+            "HOOKBUS_SECRET_KEYS": os.environ.get("HOOKBUS_SECRET_KEYS") or DEV_SECRET_KEYS,
             **env,
         }
         self.log_dir = log_dir

@@ -18,6 +18,7 @@ from devtools.broker import ROOT, Broker, port_open
 from devtools.token import DEV_JWT_SECRET
 from devtools.topics import create as create_topics
 from services.common.config import Env
+from services.common.sealing import new_key_entry
 
 SERVICES = ("ingest", "router", "deliverer")
 RUN_DIR = ROOT / ".run"
@@ -33,6 +34,8 @@ def dev_environment() -> dict[str, str]:
     if not env.get("HOOKBUS_JWT_SECRET"):
         env["HOOKBUS_JWT_SECRET"] = DEV_JWT_SECRET
         say(f"HOOKBUS_JWT_SECRET is not set: using the development secret {DEV_JWT_SECRET!r}")
+    if not env.get("HOOKBUS_SECRET_KEYS"):
+        env["HOOKBUS_SECRET_KEYS"] = dev_secret_keys()
     if "HOOKBUS_ALLOW_HTTP" not in env:
         env["HOOKBUS_ALLOW_HTTP"] = "true"
         say("development stack: http:// targets are allowed (HOOKBUS_ALLOW_HTTP=true)")
@@ -44,6 +47,24 @@ def dev_environment() -> dict[str, str]:
     env.setdefault("HOOKBUS_ROUTER_DATA_DIR", str(RUN_DIR / "router"))
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def dev_secret_keys() -> str:
+    """The development stack's sealing key: made on first use and kept beside the
+    broker's data under .run/, so that webhooks written by an earlier `make run`
+    still open."""
+    path = RUN_DIR / "secret-keys"
+    if path.exists():
+        keys = path.read_text().strip()
+        say(f"HOOKBUS_SECRET_KEYS is not set: using the development key in {path}")
+    else:
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        keys = new_key_entry(f"dev-{time.strftime('%Y%m%d')}")
+        path.touch(mode=0o600)
+        path.write_text(keys + "\n")
+        say(f"HOOKBUS_SECRET_KEYS is not set: made a development key, kept in {path}")
+    say(f"HOOKBUS_SECRET_KEYS={keys}")
+    return keys
 
 
 def start_broker(env: dict[str, str]) -> Broker | None:

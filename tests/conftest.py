@@ -18,10 +18,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from devtools.broker import Broker, free_port
 from devtools.processes import Stack
+from services.common.sealing import SecretKeys
 from services.common.topics import Topics, ensure_topics
 from services.ingest.auth import issue_token
 
 JWT_SECRET = "test-secret-of-at-least-32-bytes-long"
+# Two keys: `t2` seals, `t1` still opens (tests of re-sealing add and drop keys).
+SECRET_KEYS_TEXT = ("t2:dGVzdC1rZXktdHdvLW9mLWV4YWN0bHktMzItYnl0ZXM=,"
+                    "t1:dGVzdC1rZXktb25lLW9mLWV4YWN0bHktMzItYnl0ZXM=")
+SECRET_KEYS = SecretKeys.parse(SECRET_KEYS_TEXT)
 PARTITIONS = 3
 
 
@@ -102,6 +107,7 @@ async def producer(kafka: Broker) -> AsyncIterator[AIOKafkaProducer]:
 
 TEST_SETTINGS = {
     "HOOKBUS_JWT_SECRET": JWT_SECRET,
+    "HOOKBUS_SECRET_KEYS": SECRET_KEYS_TEXT,
     "HOOKBUS_ALLOW_HTTP": "true",
     "HOOKBUS_ALLOWED_PRIVATE_CIDRS": "127.0.0.0/8,::1/128",
     "HOOKBUS_RETRY_SCHEDULE": "1s,2s",

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from services.common.config import format_duration
+from services.common.config import KafkaAccess, format_duration
+from services.common.kafka_clients import client_options
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,12 @@ class Topics:
             TopicSpec(self.events_dlq, dead_letters),
             # A record that lost a version race is followed by ingest's repair; an
             # hour before compaction gives a stopped ingest time to come back and
-            # write it (services/common/webhook_log.py).
+            # write it (services/common/webhook_log.py). A superseded record (one
+            # holding a secret before a rotation or `make reseal`) is compacted
+            # away within a day: max.compaction.lag.ms rolls and cleans the segment.
             TopicSpec(self.webhooks, {"cleanup.policy": "compact",
-                                      "min.compaction.lag.ms": str(3600 * 1000)}),
+                                      "min.compaction.lag.ms": str(3600 * 1000),
+                                      "max.compaction.lag.ms": str(_DAY_MS)}),
             TopicSpec(self.deliveries, retained),
             *(TopicSpec(name, retained) for name in self.retry_tiers.values()),
             TopicSpec(self.deliveries_dlq, dead_letters),
@@ -63,10 +67,10 @@ class Topics:
 
 
 async def ensure_topics(
-    bootstrap: str, specs: Iterable[TopicSpec], *, partitions: int, replication: int = 1
+    kafka: KafkaAccess, specs: Iterable[TopicSpec], *, partitions: int, replication: int = 1
 ) -> list[str]:
     """Create the topics that do not exist yet; returns the names it created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(kafka))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

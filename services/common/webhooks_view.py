@@ -20,7 +20,14 @@ created since (ingest also counts all of them before it writes). Adding
 partitions to the topic moves where keys hash to: do not.
 
 A view built with `repair_with` (ingest's) appends, once loaded, a repair after
-every record that lost: see `WebhookLog.take_repairs`."""
+every record that lost: see `WebhookLog.take_repairs`.
+
+Secrets: a view given `keys` (ingest's, the deliverer's) seals every secret of a
+record it writes and opens every secret of a record it reads (`sealing`), so a
+Webhook in memory holds plain secrets and the topic never does. A record whose
+secrets it cannot open (its key is not configured, or it was altered) is kept
+with its secrets as read: `secret_problem` says why, and a rewrite keeps them.
+A view without keys (the router's) never opens or writes secrets."""
 
 from __future__ import annotations
 
@@ -35,7 +42,15 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from schemas.webhooks import Webhook, webhook_decoder
+from services.common.config import KafkaAccess
 from services.common.ids import new_id
+from services.common.sealing import (
+    SealingError,
+    SecretKeys,
+    key_ids,
+    open_webhook,
+    seal_webhook,
+)
 from services.common.topic_follower import TopicFollower
 from services.common.webhook_log import (
     DELETED_CAPACITY,
@@ -64,14 +79,16 @@ class WriteNotConfirmed(Exception):
 
 
 class WebhooksView:
-    def __init__(self, bootstrap: str, topic: str, on_change: OnChange | None = None, *,
+    def __init__(self, bootstrap: KafkaAccess, topic: str, on_change: OnChange | None = None, *,
                  keep: bool = True, repair_with: ProducerOf | None = None,
                  confirm_timeout: float = CONFIRM_TIMEOUT,
-                 deleted_capacity: int = DELETED_CAPACITY) -> None:
+                 deleted_capacity: int = DELETED_CAPACITY,
+                 keys: SecretKeys | None = None) -> None:
         """`keep=False`: only call `on_change` and keep what the rules need per id
         (the router needs its index alone, and 100,000 full records cost memory).
         `repair_with`: the producer to append repairs with (ingest's), once it
-        exists; needs `keep`."""
+        exists; needs `keep`. `keys`: the keys that seal and open secrets; needed
+        to write."""
         if repair_with is not None and not keep:
             raise ValueError("a view that repairs must keep the records")
         self._on_change = on_change
@@ -82,6 +99,11 @@ class WebhooksView:
         self._webhooks: dict[str, Webhook] = {}
         self._values: dict[str, bytes] = {}  # current records as written (for repairs)
         self._by_app: dict[str, dict[str, Webhook]] = {}
+        self._keys = keys
+        # Per current record: the key ids its secrets are sealed under (None:
+        # plaintext), and why its secrets could not be opened, if they could not.
+        self._sealed_under: dict[str, frozenset[str | None]] = {}
+        self._unopened: dict[str, str] = {}
         self._writing: Counter[str] = Counter()  # ids with a write awaiting confirmation
         self._outcomes: dict[tuple[int, int], tuple[str, asyncio.Future[Outcome]]] = {}
         self._repairs_due = asyncio.Event()
@@ -98,6 +120,19 @@ class WebhooksView:
     def is_deleted(self, webhook_id: str) -> bool:
         """Whether a tombstone for `webhook_id` was seen (a delete is final)."""
         return self._log.is_deleted(webhook_id)
+
+    def ids(self) -> list[str]:
+        """The ids of the current webhooks (a view that keeps them)."""
+        return list(self._webhooks)
+
+    def secret_problem(self, webhook_id: str) -> str | None:
+        """Why the current record's secrets could not be opened (None: they were)."""
+        return self._unopened.get(webhook_id)
+
+    def sealed_under(self, webhook_id: str) -> frozenset[str | None]:
+        """The ids of the keys the current record's secrets are sealed under
+        (None for a plaintext secret, written before sealing): `make reseal`."""
+        return self._sealed_under.get(webhook_id, frozenset())
 
     def of_app(self, app_id: str) -> list[Webhook]:
         return sorted(self._by_app.get(app_id, {}).values(), key=lambda w: w.created_at)
@@ -119,10 +154,14 @@ class WebhooksView:
         record. False: it lost (stale version, deleted, over the app's limit).
         Raises `KafkaError`, or `WriteNotConfirmed` when the record is not read
         back in time."""
+        if self._keys is None:
+            raise RuntimeError("a view without secret keys cannot write webhooks")
         current = self._log.current(webhook.id)
         partition = (current.partition if current is not None
                      else _partition_of(webhook.id, await self._partitions(producer)))
-        outcome = await self._append(producer, webhook.id, _encoder.encode(webhook), partition)
+        sealed = _encoder.encode(seal_webhook(self._keys, webhook,
+                                              keep_sealed=webhook.id in self._unopened))
+        outcome = await self._append(producer, webhook.id, sealed, partition)
         if not outcome.holds:
             log.info("webhook write lost: %s", outcome.reason,
                      extra={"webhook_id": webhook.id, "version": webhook.version})
@@ -144,13 +183,16 @@ class WebhooksView:
         """Start following the topic (and repairing, with `repair_with`); the
         returned task's failure is fatal."""
         following = await self._follower.start()
+        if self._keys is not None:
+            self._tasks.append(asyncio.create_task(self._report_unopened(),
+                                                   name="report unopened secrets"))
         if self._repair_with is None:
             return following
         repairing = asyncio.create_task(self._repair_forever(),
                                         name=f"repair {self._follower.topic}")
         supervising = asyncio.create_task(self._supervise(following, repairing),
                                           name=f"follow {self._follower.topic}")
-        self._tasks = [supervising, repairing]
+        self._tasks += [supervising, repairing]
         return supervising
 
     async def stop(self) -> None:
@@ -214,6 +256,7 @@ class WebhooksView:
                     is_repair=_is_repair(record)))
         if outcome.kind in ("created", "updated"):
             assert webhook is not None
+            webhook = self._open(webhook)
             self._keep_current(webhook, record.value)
         elif outcome.kind == "deleted":
             self._forget(webhook_id)
@@ -228,6 +271,31 @@ class WebhooksView:
                 (webhook_id, asyncio.get_running_loop().create_future()))
             if not waiting.done():
                 waiting.set_result(outcome)
+
+    def _open(self, webhook: Webhook) -> Webhook:
+        """`webhook` with its secrets opened, when this view has keys."""
+        if self._keys is None:
+            return webhook
+        self._unopened.pop(webhook.id, None)
+        try:
+            if self._keep:
+                self._sealed_under[webhook.id] = key_ids(webhook)
+            return open_webhook(self._keys, webhook)
+        except SealingError as exc:
+            if self.ready.is_set():  # while loading, a later record may supersede it
+                log.error("webhook secrets cannot be opened: %s", exc,
+                          extra={"webhook_id": webhook.id})
+            self._unopened[webhook.id] = str(exc)
+            return webhook
+
+    async def _report_unopened(self) -> None:
+        """Once loaded, say which current records' secrets cannot be opened."""
+        await self.ready.wait()
+        if self._unopened:
+            shown = "; ".join(f"{i}: {p}" for i, p in list(self._unopened.items())[:3])
+            log.error("%d webhooks' secrets cannot be opened; attempts to them fail until "
+                      "HOOKBUS_SECRET_KEYS holds their key (%s%s)", len(self._unopened), shown,
+                      "; …" if len(self._unopened) > 3 else "")
 
     def _keep_current(self, webhook: Webhook, value: bytes) -> None:
         if self._keep:
@@ -244,6 +312,8 @@ class WebhooksView:
     def _forget(self, webhook_id: str) -> None:
         old = self._webhooks.pop(webhook_id, None)
         self._values.pop(webhook_id, None)
+        self._sealed_under.pop(webhook_id, None)
+        self._unopened.pop(webhook_id, None)
         if old is not None:
             app = self._by_app[old.app_id]
             del app[webhook_id]

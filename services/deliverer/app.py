@@ -44,6 +44,7 @@ from aiokafka.errors import IllegalStateError, KafkaError
 
 from schemas.deliveries import DeliveryTask, delivery_task_decoder
 from schemas.webhooks import Webhook
+from services.common.kafka_clients import client_options
 from services.common.ops_server import create_ops_app, start_ops_server
 from services.common.topics import Topics
 from services.common.webhooks_view import WebhooksView, WriteNotConfirmed
@@ -67,7 +68,7 @@ from services.deliverer.next_steps import (
     next_steps,
     triage,
 )
-from services.deliverer.outcomes import Refused
+from services.deliverer.outcomes import Failed, Refused, Report
 from services.deliverer.settings import Settings
 from services.deliverer.watermarks import Watermarks
 
@@ -126,7 +127,8 @@ class Deliverer:
         self.policy = Policy(settings.retry_schedule, settings.disable_after,
                              settings.unknown_webhook_grace)
         self.metrics = DelivererMetrics()
-        self.view = WebhooksView(settings.kafka.bootstrap, self.topics.webhooks)
+        self.view = WebhooksView(settings.kafka, self.topics.webhooks,
+                                 keys=settings.secret_keys)
         self.watermarks = Watermarks()
         self.breakers = Breakers()
         self.queue: FairQueue[_Entry] = FairQueue(settings.limits)
@@ -156,14 +158,13 @@ class Deliverer:
 
     async def run(self) -> None:
         settings = self.settings
-        bootstrap = settings.kafka.bootstrap
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=2
+            **client_options(settings.kafka), acks="all", enable_idempotence=True, linger_ms=2
         )
         # A revocation lets the attempts under way finish: the group must wait longer.
         rebalance_ms = int((settings.delivery_timeout + REBALANCE_MARGIN) * 1000)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
+            **client_options(settings.kafka),
             group_id=f"{settings.kafka.topic_prefix}deliverer",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -352,6 +353,10 @@ class Deliverer:
                     probing = self.breakers.allows(breaker, now)
                     if not probing:
                         situation = BreakerOpen(self.breakers.open_for(breaker, now))
+                problem = self.view.secret_problem(task.webhook_id)
+                if isinstance(situation, Go) and problem is not None:
+                    # Not the endpoint's fault: nothing is sent, the breaker is not told.
+                    situation = Attempted(Report(Failed(f"cannot sign: {problem}"), 0.0))
                 if isinstance(situation, Go):
                     report = await self._attempter.attempt(webhook, task)
                     self.breakers.settle(breaker, report.outcome, time.time())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.common.config import ConfigError, Env, KafkaSettings, parse_duration, parse_list
+from services.common.sealing import SecretKeys, keys_from_env
 from services.common.target_policy import TargetPolicy
 from services.deliverer.fair_queue import Limits
 
@@ -12,6 +13,7 @@ from services.deliverer.fair_queue import Limits
 @dataclass(frozen=True, slots=True)
 class Settings:
     kafka: KafkaSettings
+    secret_keys: SecretKeys  # open webhook secrets (and seal what it writes)
     retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
     delivery_timeout: float = 15.0
     target_policy: TargetPolicy = TargetPolicy()
@@ -62,6 +64,7 @@ class Settings:
             raise ConfigError(f"HOOKBUS_RETRY_SCHEDULE: {exc}") from None
         return cls(
             kafka=KafkaSettings.from_env(env),
+            secret_keys=keys_from_env(env),
             retry_schedule=schedule,
             delivery_timeout=env.duration("DELIVERY_TIMEOUT", "15s"),
             target_policy=TargetPolicy(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from services.common.config import ConfigError, Env, KafkaSettings
+from services.common.sealing import SecretKeys, keys_from_env
 from services.common.target_policy import TargetPolicy
 from services.ingest.auth import DEFAULT_MAX_LIFETIME, MIN_SECRET_BYTES
 
@@ -13,6 +14,7 @@ from services.ingest.auth import DEFAULT_MAX_LIFETIME, MIN_SECRET_BYTES
 class Settings:
     kafka: KafkaSettings
     jwt_secret: str = field(repr=False)
+    secret_keys: SecretKeys  # seal webhook secrets at rest
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     target_policy: TargetPolicy = TargetPolicy()
@@ -22,6 +24,9 @@ class Settings:
     idempotency_ttl: float = 24 * 3600.0
     # The longest a token may live (from its `iat`, or from now); `exp` is required.
     jwt_max_lifetime: float = DEFAULT_MAX_LIFETIME
+    # When set, every token must name this issuer (`iss`) / this audience (`aud`).
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
     log_format: str = "json"
 
     def __post_init__(self) -> None:
@@ -40,6 +45,7 @@ class Settings:
         return cls(
             kafka=KafkaSettings.from_env(env),
             jwt_secret=secret,
+            secret_keys=keys_from_env(env),
             http_host=env.str("HTTP_HOST", "127.0.0.1"),
             http_port=env.int("HTTP_PORT", 8080),
             target_policy=TargetPolicy(
@@ -51,5 +57,7 @@ class Settings:
             secret_rotation_overlap=env.duration("SECRET_ROTATION_OVERLAP", "24h"),
             idempotency_ttl=env.duration("IDEMPOTENCY_TTL", "24h"),
             jwt_max_lifetime=env.duration("JWT_MAX_LIFETIME", "24h"),
+            jwt_issuer=env.optional("JWT_ISSUER"),
+            jwt_audience=env.optional("JWT_AUDIENCE"),
             log_format=env.str("LOG_FORMAT", "json"),
         )

@@ -18,6 +18,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from schemas.idempotency import IdempotencyRecord
+from services.common.config import KafkaAccess
+from services.common.kafka_clients import client_options
 from services.common.topic_follower import TopicFollower
 from schemas.webhooks import Webhook
 from services.common.topics import Topics, missing_topics
@@ -39,14 +41,15 @@ class Ingest:
         self.metrics = IngestMetrics()
         # Ingest repairs the webhooks topic after every record that lost (see
         # WebhookLog): it holds the API's producer.
-        self.view = WebhooksView(settings.kafka.bootstrap, self.topics.webhooks,
-                                 repair_with=lambda: self.producer)
-        self.attempts = AttemptsLog(settings.kafka.bootstrap, self.topics.attempts)
+        self.view = WebhooksView(settings.kafka, self.topics.webhooks,
+                                 repair_with=lambda: self.producer,
+                                 keys=settings.secret_keys)
+        self.attempts = AttemptsLog(settings.kafka, self.topics.attempts)
         self.idempotency = IdempotencyKeys()
         self.idempotency_follower = TopicFollower(
-            settings.kafka.bootstrap, self.topics.idempotency,
+            settings.kafka, self.topics.idempotency,
             lambda record: self.idempotency.apply(record.key, record.value, time.time()))
-        self.batches = TransactionalWriter(settings.kafka.bootstrap, _transactional_id(settings))
+        self.batches = TransactionalWriter(settings.kafka, _transactional_id(settings))
         self.producer: AIOKafkaProducer | None = None
         self.admin: AIOKafkaAdminClient | None = None
 
@@ -157,9 +160,9 @@ class TransactionalWriter:
     read_committed consumers of its partitions until the broker aborts it
     (TRANSACTION_TIMEOUT_MS), as the next instance has another id."""
 
-    def __init__(self, bootstrap: str, transactional_id: str) -> None:
+    def __init__(self, kafka: KafkaAccess, transactional_id: str) -> None:
         self.transactional_id = transactional_id
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
@@ -211,7 +214,7 @@ class TransactionalWriter:
     async def _started_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
             self._producer = AIOKafkaProducer(
-                bootstrap_servers=self._bootstrap, transactional_id=self.transactional_id,
+                **client_options(self._kafka), transactional_id=self.transactional_id,
                 transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, acks="all",
                 enable_idempotence=True, linger_ms=2,
             )

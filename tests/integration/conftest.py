@@ -15,7 +15,7 @@ from services.common.target_policy import TargetPolicy
 from services.common.topics import Topics
 from services.ingest.app import create_app
 from services.ingest.settings import Settings
-from tests.conftest import JWT_SECRET, records
+from tests.conftest import JWT_SECRET, SECRET_KEYS, records
 
 APP = "app_1"
 
@@ -43,6 +43,7 @@ async def api(kafka: Broker, topics: Topics) -> AsyncIterator[Api]:
     settings = Settings(
         kafka=KafkaSettings(kafka.bootstrap, topics.prefix),
         jwt_secret=JWT_SECRET,
+        secret_keys=SECRET_KEYS,
         http_port=free_port(),
         target_policy=TargetPolicy(allow_http=False, forbidden_domains=("forbidden.example",)),
         max_webhooks_per_app=2,

@@ -24,7 +24,7 @@ from services.ingest.app import create_app
 from services.ingest.idempotency import record_key
 from services.ingest.settings import Settings
 from services.ingest.state import INGEST, Ingest
-from tests.conftest import JWT_SECRET, auth, records, until
+from tests.conftest import JWT_SECRET, SECRET_KEYS, auth, records, until
 from tests.integration.conftest import APP, Api, assert_error
 
 HOOKS = f"/v1/apps/{APP}/webhooks"
@@ -40,6 +40,7 @@ async def ingest(kafka: Broker, topics: Topics) -> AsyncIterator[tuple[Api, Inge
     """Ingest in this process, with a handle on its state (to see its followers)."""
     settings = Settings(
         kafka=KafkaSettings(kafka.bootstrap, topics.prefix), jwt_secret=JWT_SECRET,
+        secret_keys=SECRET_KEYS,
         http_port=free_port(), target_policy=TargetPolicy(allow_http=False),
     )
     app = create_app(settings)
@@ -109,7 +110,7 @@ async def test_a_webhooks_record_with_invalid_utf8_stops_no_reader(
     status, fetched = await api.call("GET", f"{HOOKS}/{created['id']}", headers=auth(APP))
     assert status == 200 and fetched is not None and fetched["version"] == 1
     # A service starting now (router, deliverer) loads the topic past the record.
-    reader = WebhooksView(api.bootstrap, api.topics.webhooks)
+    reader = WebhooksView(api.bootstrap, api.topics.webhooks, keys=SECRET_KEYS)
     following = await reader.start()
     try:
         async with asyncio.timeout(20):
@@ -247,7 +248,7 @@ async def test_a_record_in_a_foreign_partition_never_wins_in_any_reader(
                                      key=created["id"].encode(), partition=other)
     await asyncio.sleep(1)
     for _ in range(3):  # readers starting now, in whatever order they fetch
-        reader = WebhooksView(api.bootstrap, api.topics.webhooks)
+        reader = WebhooksView(api.bootstrap, api.topics.webhooks, keys=SECRET_KEYS)
         await reader.start()
         try:
             async with asyncio.timeout(20):

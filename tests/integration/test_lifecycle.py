@@ -10,14 +10,17 @@ import json
 import aiohttp
 from aiohttp import web
 
+from devtools.broker import Broker
 from devtools.processes import Stack
-from tests.conftest import Receiver, token
+from services.common.topics import Topics
+from tests.conftest import SECRET_KEYS_TEXT, Receiver, records, token
 from tests.integration.client import Client
 
 APP = "app_life"
 
 
-async def test_logs_are_json_lines_without_secrets(stack: Stack, receiver: Receiver) -> None:
+async def test_logs_are_json_lines_without_secrets(stack: Stack, receiver: Receiver,
+                                                   kafka: Broker, topics: Topics) -> None:
     async with aiohttp.ClientSession() as http:
         client = Client(http, stack.ingest_url, APP)
         hook = await client.create_webhook(
@@ -33,7 +36,12 @@ async def test_logs_are_json_lines_without_secrets(stack: Stack, receiver: Recei
 
     secrets = [hook["secret"], rotated["secret"], "very-secret-client-secret",
                got.headers["webhook-signature"].split(" ")[0][3:],
-               got.headers["x-hub-signature-256"][7:], token(APP)]
+               got.headers["x-hub-signature-256"][7:], token(APP),
+               *(entry.partition(":")[2] for entry in SECRET_KEYS_TEXT.split(","))]
+    # Nor in any Kafka record: webhooks (sealed), attempts, deliveries.
+    for topic in (topics.webhooks, topics.attempts, topics.deliveries):
+        for key, value in await records(kafka.bootstrap, topic):
+            assert not any(secret.encode() in (value or b"") for secret in secrets), topic
     for service in stack.services.values():
         lines = service.log().splitlines()
         assert lines, service.name

@@ -27,7 +27,7 @@ from services.common.webhooks_view import WebhooksView
 from services.ingest.app import create_app
 from services.ingest.settings import Settings
 from services.ingest.state import INGEST
-from tests.conftest import JWT_SECRET, PARTITIONS, auth, records, until
+from tests.conftest import JWT_SECRET, SECRET_KEYS, PARTITIONS, auth, records, until
 from tests.integration.conftest import APP, Api, assert_error
 
 HOOKS = f"/v1/apps/{APP}/webhooks"
@@ -43,7 +43,7 @@ async def create(api: Api, **body: object) -> dict:
 
 async def fresh_view(bootstrap: str, topic: str) -> WebhooksView:
     """A new reader of the whole topic, as a service starting now would be."""
-    view = WebhooksView(bootstrap, topic)
+    view = WebhooksView(bootstrap, topic, keys=SECRET_KEYS)
     await view.start()
     await view.ready.wait()
     return view
@@ -65,6 +65,7 @@ async def start_ingest(kafka: Broker, topics: Topics, http: aiohttp.ClientSessio
                        ) -> tuple[Api, web.AppRunner, web.Application]:
     settings = Settings(
         kafka=KafkaSettings(kafka.bootstrap, topics.prefix), jwt_secret=JWT_SECRET,
+        secret_keys=SECRET_KEYS,
         http_port=free_port(), target_policy=TargetPolicy(allow_http=False),
         max_webhooks_per_app=LIMIT,
     )

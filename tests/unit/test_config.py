@@ -7,6 +7,11 @@ import pytest
 from services.common.config import ConfigError, Env, format_duration, parse_duration
 from services.deliverer.settings import Settings as DelivererSettings
 from services.ingest.settings import Settings as IngestSettings
+from services.reseal import main as reseal_main
+from tests.conftest import SECRET_KEYS_TEXT
+
+KEYS = {"HOOKBUS_SECRET_KEYS": SECRET_KEYS_TEXT}
+JWT = {"HOOKBUS_JWT_SECRET": "s3cr3t-value-of-at-least-32-bytes!"}
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -31,7 +36,7 @@ def test_format_duration(seconds: float, text: str) -> None:
 
 
 def test_contract_defaults() -> None:
-    settings = DelivererSettings.from_env(Env({}))
+    settings = DelivererSettings.from_env(Env(KEYS))
     assert settings.retry_schedule == (5, 300, 1800, 7200, 18000, 36000, 36000)
     assert settings.delivery_timeout == 15
     assert settings.kafka.bootstrap == "127.0.0.1:9092"
@@ -46,8 +51,10 @@ def test_ingest_refuses_to_start_without_a_jwt_secret() -> None:
 
 def test_the_jwt_secret_is_not_in_the_repr() -> None:
     secret = "s3cr3t-value-of-at-least-32-bytes!"
-    settings = IngestSettings.from_env(Env({"HOOKBUS_JWT_SECRET": secret}))
+    settings = IngestSettings.from_env(Env({"HOOKBUS_JWT_SECRET": secret} | KEYS))
     assert secret not in repr(settings)
+    for entry in SECRET_KEYS_TEXT.split(","):
+        assert entry.partition(":")[2] not in repr(settings)
 
 
 @pytest.mark.parametrize("secret", ["s3cr3t-value", "set-me", "x" * 31])
@@ -63,4 +70,40 @@ def test_ingest_refuses_a_jwt_secret_shorter_than_32_bytes(secret: str) -> None:
 ])
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
-        DelivererSettings.from_env(Env({name: value}))
+        DelivererSettings.from_env(Env({name: value} | KEYS))
+
+
+@pytest.mark.parametrize("load", [
+    lambda env: IngestSettings.from_env(Env(JWT | env)),
+    lambda env: DelivererSettings.from_env(Env(env)),
+])
+@pytest.mark.parametrize(("env", "message"), [
+    ({}, "HOOKBUS_SECRET_KEYS is required"),
+    ({"HOOKBUS_SECRET_KEYS": "k1:c2hvcnQ="}, "HOOKBUS_SECRET_KEYS: key 'k1': must be 32 bytes"),
+])
+def test_services_holding_secrets_refuse_to_start_without_a_sealing_key(
+        load, env: dict[str, str], message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match=message):
+        load(env)
+
+
+def test_reseal_refuses_to_start_without_a_key(monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("HOOKBUS_SECRET_KEYS", raising=False)
+    assert reseal_main([]) == 2
+    assert "HOOKBUS_SECRET_KEYS is required" in capsys.readouterr().err
+
+
+def test_new_key_prints_an_entry_the_services_accept(capsys: pytest.CaptureFixture[str]) -> None:
+    assert reseal_main(["new-key", "k9"]) == 0
+    entry = capsys.readouterr().out.strip()
+    assert entry.startswith("k9:")
+    assert DelivererSettings.from_env(Env({"HOOKBUS_SECRET_KEYS": entry})).secret_keys.ids == ("k9",)
+
+
+def test_the_token_issuer_and_audience_are_optional_settings() -> None:
+    assert (IngestSettings.from_env(Env(JWT | KEYS)).jwt_issuer,
+            IngestSettings.from_env(Env(JWT | KEYS)).jwt_audience) == (None, None)
+    settings = IngestSettings.from_env(Env(JWT | KEYS | {"HOOKBUS_JWT_ISSUER": "https://a.example",
+                                                         "HOOKBUS_JWT_AUDIENCE": "hookbus"}))
+    assert (settings.jwt_issuer, settings.jwt_audience) == ("https://a.example", "hookbus")

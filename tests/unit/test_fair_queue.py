@@ -290,14 +290,16 @@ def test_backlogged_apps_share_the_slots_equally(slots: int, apps: int, rounds: 
 def test_the_documented_defaults_and_refusals() -> None:
     from services.common.config import ConfigError, Env
     from services.deliverer.settings import Settings
+    from tests.conftest import SECRET_KEYS_TEXT
 
-    limits = Settings.from_env(Env({})).limits
+    keys = {"HOOKBUS_SECRET_KEYS": SECRET_KEYS_TEXT}
+    limits = Settings.from_env(Env(keys)).limits
     assert limits == Limits(in_flight=200, in_flight_per_target=20, in_flight_per_app=50,
                             queued=20_000, queued_per_target=5_000, queued_per_app=10_000)
-    settings = Settings.from_env(Env({"HOOKBUS_MAX_IN_FLIGHT_PER_APP": "7",
-                                      "HOOKBUS_UNKNOWN_WEBHOOK_GRACE": "90s"}))
+    settings = Settings.from_env(Env(keys | {"HOOKBUS_MAX_IN_FLIGHT_PER_APP": "7",
+                                             "HOOKBUS_UNKNOWN_WEBHOOK_GRACE": "90s"}))
     assert (settings.limits.in_flight_per_app, settings.unknown_webhook_grace) == (7, 90.0)
     for name, value in (("HOOKBUS_MAX_IN_FLIGHT_PER_APP", "0"), ("HOOKBUS_MAX_QUEUED", "-1"),
                         ("HOOKBUS_UNKNOWN_WEBHOOK_GRACE", "soon")):
         with pytest.raises(ConfigError, match=name):
-            Settings.from_env(Env({name: value}))
+            Settings.from_env(Env(keys | {name: value}))
