@@ -1,7 +1,8 @@
 """`make token APP=app_1` (or `SCOPE=admin`; `TTL=8h` for longer than the 1 h
 default): print an API token signed with HOOKBUS_JWT_SECRET, or with the
 development secret `make run` uses. Every token expires; ingest refuses one that
-lives longer than HOOKBUS_JWT_MAX_LIFETIME (24 h by default)."""
+lives longer than HOOKBUS_JWT_MAX_LIFETIME (24 h by default). With
+HOOKBUS_JWT_ISSUER / HOOKBUS_JWT_AUDIENCE set, the token names them."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def main() -> None:
         parser.error("scope app needs --app (make token APP=app_1)")
     secret = os.environ.get("HOOKBUS_JWT_SECRET") or DEV_JWT_SECRET
     print(issue_token(secret, scope=scope, app_id=args.app if scope == "app" else None,
-                      lifetime=lifetime))
+                      lifetime=lifetime, issuer=os.environ.get("HOOKBUS_JWT_ISSUER") or None,
+                      audience=os.environ.get("HOOKBUS_JWT_AUDIENCE") or None))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,10 @@
 """Who may call: HS256 JWTs whose `scope` is `app` (for its own `app_id`) or
 `admin`, that carry `exp`, and that live no longer than the configured maximum
-(contract §9)."""
+(contract §9). With `HOOKBUS_JWT_ISSUER` / `HOOKBUS_JWT_AUDIENCE` set, a token
+must also name that issuer (`iss`) and that audience (`aud`): a platform that
+signs tokens for several services with one key keeps theirs out of Hookbus.
+Without an audience configured, a token that names one is refused (PyJWT's
+rule): it was meant for someone else."""
 
 from __future__ import annotations
 
@@ -17,18 +21,28 @@ DEFAULT_LIFETIME = 3600
 
 
 def authorize(authorization: str | None, secret: str, app_id: str | None, *,
-              max_lifetime: float = DEFAULT_MAX_LIFETIME, now: float | None = None) -> dict:
+              max_lifetime: float = DEFAULT_MAX_LIFETIME, now: float | None = None,
+              issuer: str | None = None, audience: str | None = None) -> dict:
     """The token's claims if it may act on `app_id` (None: a route of no app)."""
     if not authorization or not authorization.startswith("Bearer "):
         raise ApiError(401, "missing bearer token (Authorization: Bearer <JWT>)")
     token = authorization[len("Bearer "):].strip()
     try:
-        claims = jwt.decode(token, secret, algorithms=_ALGORITHMS,
-                            options={"require": ["exp"]})
+        claims = jwt.decode(token, secret, algorithms=_ALGORITHMS, issuer=issuer,
+                            audience=audience, options={"require": [
+                                "exp", *(["iss"] if issuer else []), *(["aud"] if audience else [])]})
     except jwt.ExpiredSignatureError:
         raise ApiError(401, "token expired") from None
-    except jwt.MissingRequiredClaimError:
-        raise ApiError(401, "invalid token: it must carry an expiry (exp)") from None
+    except jwt.MissingRequiredClaimError as exc:
+        what = {"exp": "an expiry (exp)", "iss": f"the issuer (iss) {issuer!r}",
+                "aud": f"the audience (aud) {audience!r}"}.get(exc.claim, exc.claim)
+        raise ApiError(401, f"invalid token: it must carry {what}") from None
+    except jwt.InvalidIssuerError:
+        raise ApiError(401, f"invalid token: its issuer (iss) is not {issuer!r}") from None
+    except jwt.InvalidAudienceError:
+        raise ApiError(401, f"invalid token: its audience (aud) does not include {audience!r}"
+                       if audience else "invalid token: it names an audience (aud), and "
+                       "HOOKBUS_JWT_AUDIENCE is not set") from None
     except jwt.InvalidTokenError:
         raise ApiError(401, "invalid token") from None
     now = time.time() if now is None else now
@@ -53,8 +67,10 @@ def authorize(authorization: str | None, secret: str, app_id: str | None, *,
 
 
 def issue_token(secret: str, *, scope: str, app_id: str | None = None,
-                lifetime: int = DEFAULT_LIFETIME) -> str:
+                lifetime: int = DEFAULT_LIFETIME, issuer: str | None = None,
+                audience: str | None = None) -> str:
     """A token that expires `lifetime` seconds from now."""
     now = int(time.time())
-    claims = {"scope": scope, "iat": now, "exp": now + lifetime}
+    claims: dict[str, object] = {"scope": scope, "iat": now, "exp": now + lifetime}
+    claims |= ({"iss": issuer} if issuer else {}) | ({"aud": audience} if audience else {})
     return jwt.encode(claims | ({"app_id": app_id} if app_id else {}), secret, algorithm="HS256")

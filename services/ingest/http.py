@@ -113,7 +113,8 @@ def authorized_app(request: web.Request) -> str:
     app_id = request.match_info["app_id"]
     settings = request.app[INGEST].settings
     authorize(request.headers.get("Authorization"), settings.jwt_secret, app_id,
-              max_lifetime=settings.jwt_max_lifetime)
+              max_lifetime=settings.jwt_max_lifetime, issuer=settings.jwt_issuer,
+              audience=settings.jwt_audience)
     return app_id
 
 

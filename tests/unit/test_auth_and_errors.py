@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 
@@ -100,3 +101,35 @@ def test_decode_errors_name_the_field(body: bytes, field: str) -> None:
     error = decode_error(caught.value)
     assert error.code == 400
     assert [d.field for d in error.details] == [field], error.details
+
+
+ISSUER, AUDIENCE = "https://auth.platform.example", "hookbus"
+
+
+@pytest.mark.parametrize(("claims", "message"), [
+    ({}, "it must carry the issuer (iss) 'https://auth.platform.example'"),
+    ({"iss": ISSUER}, "it must carry the audience (aud) 'hookbus'"),
+    ({"iss": "https://evil.example", "aud": AUDIENCE}, "its issuer (iss) is not"),
+    ({"iss": ISSUER, "aud": "billing"}, "its audience (aud) does not include 'hookbus'"),
+    ({"iss": ISSUER, "aud": ["billing", "search"]}, "does not include 'hookbus'"),
+])
+def test_with_an_issuer_and_audience_set_tokens_must_name_them(claims: dict,
+                                                               message: str) -> None:
+    with pytest.raises(ApiError, match=re.escape(message)) as raised:
+        authorize(bearer({"scope": "admin"} | claims), SECRET, None, issuer=ISSUER,
+                  audience=AUDIENCE)
+    assert raised.value.code == 401
+
+
+def test_tokens_naming_the_issuer_and_audience_pass_and_issue_token_names_them() -> None:
+    for aud in (AUDIENCE, ["billing", AUDIENCE]):
+        assert authorize(bearer({"scope": "admin", "iss": ISSUER, "aud": aud}), SECRET, None,
+                         issuer=ISSUER, audience=AUDIENCE)
+    token = issue_token(SECRET, scope="app", app_id="app_1", issuer=ISSUER, audience=AUDIENCE)
+    assert authorize("Bearer " + token, SECRET, "app_1", issuer=ISSUER, audience=AUDIENCE)
+
+
+def test_without_an_audience_set_a_token_meant_for_another_audience_is_refused() -> None:
+    with pytest.raises(ApiError, match="HOOKBUS_JWT_AUDIENCE is not set"):
+        authorize(bearer({"scope": "admin", "aud": "billing"}), SECRET, None)
+    assert authorize(bearer({"scope": "admin", "iss": "anyone"}), SECRET, None)  # iss not checked
