@@ -10,7 +10,14 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from schemas.attempts import Attempt
-from schemas.webhooks import ClientCredentials, TargetType, TokenRequestType, Version, Webhook
+from schemas.webhooks import (
+    ClientCredentials,
+    SignatureScheme,
+    TargetType,
+    TokenRequestType,
+    Version,
+    Webhook,
+)
 
 
 class ErrorDetail(msgspec.Struct):
@@ -36,14 +43,15 @@ class ClientCredentialsIn(ClientCredentials, forbid_unknown_fields=True):
 class WebhookCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     target: str
     triggers: list[str] | None = None
+    # v1: a `whsec_` secret (or any string, used as its UTF-8 bytes); v1a: a `whsk_`
+    # ed25519 key. Generated when absent.
     secret: str | None = None
     target_type: TargetType = "HTTP"
     client_credentials: ClientCredentialsIn | None = None
     headers: dict[str, str] = {}
     description: str = ""
     enabled: bool = True
-
-
+    signature_scheme: SignatureScheme = "v1"
 
 
 class WebhookPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -57,21 +65,30 @@ class WebhookPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     headers: dict[str, str] | UnsetType = UNSET
     description: str | UnsetType = UNSET
     enabled: bool | UnsetType = UNSET
+    # Another scheme than the current one retires the secret as a rotation does
+    # (it keeps signing for HOOKBUS_SECRET_ROTATION_OVERLAP) and generates a new
+    # one of the new kind.
+    signature_scheme: SignatureScheme | UnsetType = UNSET
     # The version this change is based on: another current version is a 409.
     # Absent: the change applies to whatever version is current.
     version: Version | UnsetType = UNSET
 
 
 class SecretRotation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Optional body of a rotation: the new secret, generated when absent; the
-    version it is based on, as in a PATCH."""
+    """Optional body of a rotation: the new secret, generated when absent (of the
+    webhook's scheme: a `whsk_` key for v1a); the version it is based on, as in a
+    PATCH."""
 
     secret: str | None = None
     version: Version | None = None
 
 
-class SecretRotated(msgspec.Struct):
-    secret: str
+class SecretRotated(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The new secret of a v1 webhook; the new public key of a v1a webhook (its
+    `whsk_` private key is never shown)."""
+
+    secret: str | None = None
+    public_key: str | None = None
 
 
 class ClientCredentialsOut(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -98,13 +115,23 @@ class WebhookOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     # Each change adds one; a PATCH or rotation naming another version is a 409.
     # 0: last written before versions existed.
     version: int
+    signature_scheme: SignatureScheme
+    # v1 only: a v1a webhook's `whsk_` private key is never shown.
     secret: str | None = None
+    # v1a: the `whpk_` public key that verifies its `v1a` signatures.
+    public_key: str | None = None
+    # Every `whpk_` key whose signatures deliveries carry now, newest first: the
+    # current one, then those of rotated-out keys until their overlap ends.
+    public_keys: list[str] = []
     client_credentials: ClientCredentialsOut | None = None
     disabled_reason: str | None = None
 
     @classmethod
-    def of(cls, webhook: Webhook, *, with_secret: bool) -> WebhookOut:
+    def of(cls, webhook: Webhook, *, with_secret: bool, public_key: str | None = None,
+           public_keys: list[str] | None = None) -> WebhookOut:
+        """`public_key` and `public_keys` are derived by the caller (services.common.secrets)."""
         creds = webhook.client_credentials
+        v1a = webhook.signature_scheme == "v1a"
         return cls(
             id=webhook.id,
             app_id=webhook.app_id,
@@ -117,7 +144,10 @@ class WebhookOut(msgspec.Struct, kw_only=True, omit_defaults=True):
             created_at=webhook.created_at,
             updated_at=webhook.updated_at,
             version=webhook.version,
-            secret=webhook.secret if with_secret else None,
+            signature_scheme=webhook.signature_scheme,
+            secret=webhook.secret if with_secret and not v1a else None,
+            public_key=public_key if v1a else None,
+            public_keys=public_keys or [],
             client_credentials=None if creds is None else _credentials_out(creds),
             disabled_reason=webhook.disabled_reason,
         )

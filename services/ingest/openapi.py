@@ -44,11 +44,15 @@ _ERRORS = {
     401: "No token, or not a valid one.",
     403: "The token is valid for another app.",
     404: "No such webhook in this app.",
-    409: "A precondition failed: the per-app webhook limit, or a stale `version`.",
+    409: "A precondition failed: the per-app webhook limit, a stale `version`, or a "
+         "signature scheme changed under a rotation.",
     413: "The body is over 256 KiB, or an event is larger than the events topic accepts.",
     500: "Internal error, logged with the request id.",
     503: "Kafka is unavailable, or webhooks are still loading; retry later.",
 }
+_SCHEME = ("How deliveries are signed (Standard Webhooks): `v1` HMAC-SHA256 with a `whsec_` "
+           "secret, or `v1a` ed25519 with a `whsk_` private key, which is never shown; "
+           "receivers verify with its `whpk_` public key.")
 _APP_ID = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _WEBHOOK_ID = {"name": "webhook_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _LIMIT = {"name": "limit", "in": "query", "required": False,
@@ -122,6 +126,16 @@ def _constrain(components: dict[str, Any]) -> None:
         properties["target"] |= {"maxLength": MAX_TARGET_LENGTH, "pattern": "^https?://"}
         properties["triggers"] = {"type": "array", "minItems": 1,
                                   "items": {"type": "string", "enum": triggers}}
+    for name in ("WebhookCreate", "WebhookPatch", "WebhookOut"):
+        components[name]["properties"]["signature_scheme"]["description"] = _SCHEME
+    components["WebhookPatch"]["properties"]["signature_scheme"]["description"] += (
+        " Another scheme than the current one generates a secret of the new kind; the "
+        "old one keeps signing beside it for HOOKBUS_SECRET_ROTATION_OVERLAP.")
+    components["WebhookOut"]["properties"]["public_key"]["description"] = (
+        "v1a: the `whpk_` public key that verifies the `v1a` signatures.")
+    components["WebhookOut"]["properties"]["public_keys"]["description"] = (
+        "Every `whpk_` key whose `v1a` signatures deliveries carry now, newest first: the "
+        "current one, then rotated-out ones until their overlap ends.")
 
 
 def _webhook_links() -> dict[str, Any]:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 
 from schemas.api import ErrorDetail, EventIn, WebhookCreate
-from schemas.webhooks import ClientCredentials
+from schemas.webhooks import ClientCredentials, SignatureScheme
+from services.common.secrets import secret_problem
 from services.common.target_policy import TargetPolicy
 from services.common.triggers import CANONICAL_TYPES, RESERVED_TYPES, unknown_triggers
 
@@ -29,14 +30,24 @@ def webhook_problems(body: WebhookCreate, policy: TargetPolicy) -> list[ErrorDet
         problems.append(ErrorDetail("target", reason))
     if body.triggers is not None:
         problems += trigger_problems(body.triggers)
-    if body.secret is not None and not 0 < len(body.secret) <= MAX_SECRET:
-        problems.append(ErrorDetail("secret", f"must be 1 to {MAX_SECRET} characters"))
+    if body.secret is not None:
+        problems += secret_problems(body.secret, body.signature_scheme)
     if len(body.description) > MAX_DESCRIPTION:
         problems.append(ErrorDetail("description", f"must be at most {MAX_DESCRIPTION} characters"))
     problems += header_problems(body.headers)
     if body.client_credentials is not None:
         problems += credentials_problems(body.client_credentials, policy)
     return problems
+
+
+def secret_problems(secret: str, scheme: SignatureScheme) -> list[ErrorDetail]:
+    """A given secret must fit its webhook's signature scheme: v1 any string but a
+    `whsk_`/`whpk_` key, v1a a valid `whsk_` ed25519 key (services/common/secrets.py)."""
+    if not 0 < len(secret) <= MAX_SECRET:
+        return [ErrorDetail("secret", f"must be 1 to {MAX_SECRET} characters")]
+    if (reason := secret_problem(secret, scheme)) is not None:
+        return [ErrorDetail("secret", reason)]
+    return []
 
 
 def trigger_problems(triggers: list[str]) -> list[ErrorDetail]:

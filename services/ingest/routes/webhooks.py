@@ -1,11 +1,31 @@
 """`/v1/apps/{app_id}/webhooks`: create, list, read, update, delete, rotate the
-secret, send a test event."""
+secret, send a test event.
+
+Signature schemes (contract §6, `signature_scheme`): `v1` (HMAC, default) or
+`v1a` (ed25519, services/common/secrets.py). For v1a:
+- The `whsk_` private key is never shown: not by reads, nor by the create, PATCH
+  or rotation that made it. Receivers verify with the `whpk_` public key, which
+  every read shows (`public_key`, and `public_keys` during a rotation's overlap);
+  the platform alone signs, which is the point of the scheme (Svix's API, too,
+  shows an ed25519 endpoint's `whpk_` only). A client that brings its own
+  `whsk_` key already holds it.
+- A rotation makes a new key pair (or takes a given `whsk_`) and answers with
+  the new public key; the old key keeps signing for
+  HOOKBUS_SECRET_ROTATION_OVERLAP, exactly as a v1 secret does.
+- A PATCH to another scheme is a rotation into that scheme: a new secret of the
+  new kind is generated, and the old one keeps signing beside it (a v1 and a v1a
+  signature in one header, as the Standard Webhooks spec allows) for the same
+  overlap, so receivers can move to the new key without missing a delivery. A
+  scheme change that dropped the old key at once would fail every delivery
+  until each receiver had switched; one that was refused would make a customer
+  delete and recreate the webhook, losing its id, history and dead letters.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import msgspec
 from aiohttp import web
@@ -25,7 +45,7 @@ from schemas.event_types import DEFAULT_TRIGGERS
 from schemas.events import Event
 from schemas.webhooks import ClientCredentials, RetiredSecret, Webhook
 from services.common.ids import new_id
-from services.common.secrets import generate_secret
+from services.common.secrets import generate_for, public_keys_shown
 from services.ingest.errors import ApiError
 from services.ingest.http import (
     authorized_app,
@@ -36,7 +56,7 @@ from services.ingest.http import (
     webhook_of,
 )
 from services.ingest.state import INGEST, Ingest
-from services.ingest.validation import webhook_problems
+from services.ingest.validation import secret_problems, webhook_problems
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +88,7 @@ async def create_webhook(request: web.Request) -> web.Response:
         app_id=app_id,
         target=body.target,
         triggers=body.triggers if body.triggers is not None else list(DEFAULT_TRIGGERS),
-        secret=body.secret or generate_secret(),
+        secret=body.secret or generate_for(body.signature_scheme),
         created_at=created,
         updated_at=created,
         target_type=body.target_type,
@@ -78,12 +98,28 @@ async def create_webhook(request: web.Request) -> web.Response:
         enabled=body.enabled,
         version=1,
         app_limit=limit,
+        signature_scheme=body.signature_scheme,
     )
     if not await ingest.write_webhook(webhook):
         # A new id can only lose to the limit: another replica's create came first.
         raise _over_limit(app_id, limit)
     log.info("webhook created", extra={"webhook_id": webhook.id})
-    return json_response(WebhookOut.of(webhook, with_secret=True), status=201)
+    return json_response(shown(webhook, with_secret=True), status=201)
+
+
+def shown(webhook: Webhook, *, with_secret: bool) -> WebhookOut:
+    """The webhook as the API shows it, with the public keys of its v1a keys."""
+    current = public_keys_shown([(webhook.signature_scheme, webhook.secret)])
+    return WebhookOut.of(webhook, with_secret=with_secret,
+                         public_key=current[0] if current else None,
+                         public_keys=public_keys_shown(webhook.signing_keys(now())))
+
+
+def _retired(current: Webhook, at: datetime, overlap: timedelta) -> list[RetiredSecret]:
+    """`current`'s secrets still signing once its secret is replaced at `at`."""
+    retired = [RetiredSecret(secret=current.secret, expires_at=at + overlap,
+                             signature_scheme=current.signature_scheme)]
+    return retired + [r for r in current.retired_secrets if r.expires_at > at]
 
 
 def _over_limit(app_id: str, limit: int) -> ApiError:
@@ -126,6 +162,10 @@ async def patch_webhook(request: web.Request) -> web.Response:
     ingest.check_webhook_writes_open()
     webhook_of(request, app_id)
     patch = await decode_body(request, WebhookPatch)
+    overlap = timedelta(seconds=ingest.settings.secret_rotation_overlap)
+    # The secret a scheme change brings: the same one if the write is retried.
+    fresh = (None if patch.signature_scheme is msgspec.UNSET
+             else generate_for(patch.signature_scheme))
 
     def patched(current: Webhook) -> Webhook:
         merged = WebhookCreate(**{
@@ -135,6 +175,11 @@ async def patch_webhook(request: web.Request) -> web.Response:
         } | {"client_credentials": _credentials_in(patch, current)})
         _validate_webhook(merged, ingest)
         reenabled = merged.enabled and not current.enabled
+        at = now()
+        if fresh is not None and merged.signature_scheme != current.signature_scheme:
+            current = msgspec.structs.replace(
+                current, secret=fresh, signature_scheme=merged.signature_scheme,
+                retired_secrets=_retired(current, at, overlap))
         return msgspec.structs.replace(
             current,
             target=merged.target,
@@ -145,13 +190,13 @@ async def patch_webhook(request: web.Request) -> web.Response:
             description=merged.description,
             enabled=merged.enabled,
             disabled_reason=None if reenabled else current.disabled_reason,
-            updated_at=now(),
+            updated_at=at,
         )
 
     version = None if patch.version is msgspec.UNSET else patch.version
     webhook = await _update(request, app_id, version, patched)
     log.info("webhook updated", extra={"webhook_id": webhook.id})
-    return json_response(WebhookOut.of(webhook, with_secret=True))
+    return json_response(shown(webhook, with_secret=True))
 
 
 def _credentials_in(patch: WebhookPatch, current: Webhook) -> ClientCredentials | None:
@@ -164,23 +209,27 @@ async def rotate_secret(request: web.Request) -> web.Response:
     app_id = authorized_app(request)
     ingest = request.app[INGEST]
     ingest.check_webhook_writes_open()
-    webhook_of(request, app_id)
+    scheme = webhook_of(request, app_id).signature_scheme
     body = await decode_body(request, SecretRotation) if await request.read() else SecretRotation()
-    if body.secret is not None and not 0 < len(body.secret) <= 256:
-        raise ApiError.invalid([ErrorDetail("secret", "must be 1 to 256 characters")])
-    secret = body.secret or generate_secret()  # the same one if the write is retried
+    if body.secret is not None and (problems := secret_problems(body.secret, scheme)):
+        raise ApiError.invalid(problems)
+    secret = body.secret or generate_for(scheme)  # the same one if the write is retried
     overlap = timedelta(seconds=ingest.settings.secret_rotation_overlap)
 
     def rotated(current: Webhook) -> Webhook:
+        if current.signature_scheme != scheme:  # a PATCH changed it meanwhile
+            raise ApiError(409, f"webhook {current.id} changed its signature scheme to "
+                                f"{current.signature_scheme} under this rotation; retry")
         at = now()
-        retired = [RetiredSecret(secret=current.secret, expires_at=at + overlap)]
-        retired += [r for r in current.retired_secrets if r.expires_at > at]
-        return msgspec.structs.replace(current, secret=secret, retired_secrets=retired,
+        return msgspec.structs.replace(current, secret=secret,
+                                       retired_secrets=_retired(current, at, overlap),
                                        updated_at=at)
 
     webhook = await _update(request, app_id, body.version, rotated)
     log.info("webhook secret rotated", extra={"webhook_id": webhook.id})
-    return json_response(SecretRotated(webhook.secret))
+    if scheme == "v1a":
+        return json_response(SecretRotated(public_key=shown(webhook, with_secret=False).public_key))
+    return json_response(SecretRotated(secret=webhook.secret))
 
 
 async def test_webhook(request: web.Request) -> web.Response:
@@ -204,12 +253,12 @@ async def test_webhook(request: web.Request) -> web.Response:
 async def list_webhooks(request: web.Request) -> web.Response:
     app_id = authorized_app(request)
     webhooks = request.app[INGEST].view.of_app(app_id)
-    return json_response(WebhookList([WebhookOut.of(w, with_secret=False) for w in webhooks]))
+    return json_response(WebhookList([shown(w, with_secret=False) for w in webhooks]))
 
 
 async def get_webhook(request: web.Request) -> web.Response:
     app_id = authorized_app(request)
-    return json_response(WebhookOut.of(webhook_of(request, app_id), with_secret=True))
+    return json_response(shown(webhook_of(request, app_id), with_secret=True))
 
 
 async def delete_webhook(request: web.Request) -> web.Response:
