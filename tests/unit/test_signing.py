@@ -202,3 +202,18 @@ def test_keys_of_a_webhook(stored: StoredWebhook, expected: list[tuple[str, str]
 def test_a_v1a_secret_that_is_no_key_cannot_sign() -> None:
     with pytest.raises(InvalidKey):
         keys_of(webhook("v1a", NEW_HMAC), AT)
+
+
+def test_make_receivers_v1a_check() -> None:
+    from devtools.receiver import public_key as receiver_key
+    from devtools.receiver import verify_v1a
+
+    key = receiver_key(public_key(NEW_ED))
+    headers = signature_headers([private_key(NEW_ED), private_key(OLD_ED)], "evt_1",
+                                int(time.time()), b"{}")
+    verify_v1a(key, b"{}", headers)
+    verify_v1a(receiver_key(public_key(OLD_ED)), b"{}", headers)
+    for body, changed in [(b"{ }", {}), (b"{}", {"webhook-timestamp": "1700000000"}),
+                          (b"{}", {"webhook-signature": "v1a,!!!"})]:
+        with pytest.raises(WebhookVerificationError):
+            verify_v1a(key, body, headers | changed)
