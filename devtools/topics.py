@@ -1,11 +1,12 @@
 """`python -m devtools.topics`: create every topic of the contract (§3) for the
-configured prefix and retry schedule, idempotently."""
+configured prefix and retry schedule, idempotently. Against a locked Kafka, run
+it with an administrator's `HOOKBUS_KAFKA_*` settings: no service may create topics."""
 
 from __future__ import annotations
 
 import asyncio
 
-from services.common.config import Env
+from services.common.config import Env, KafkaSettings
 from services.common.topics import Topics, ensure_topics
 from services.deliverer.settings import Settings as DelivererSettings
 
@@ -18,7 +19,7 @@ def deployment_topics(env: Env) -> Topics:
 async def create(env: Env) -> list[str]:
     topics = deployment_topics(env)
     return await ensure_topics(
-        env.str("KAFKA_BOOTSTRAP", "127.0.0.1:9092"), topics.specs(),
+        KafkaSettings.from_env(env), topics.specs(),  # (a locked Kafka: an admin's login)
         partitions=env.int("TOPIC_PARTITIONS", 6),
     )
 

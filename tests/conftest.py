@@ -19,6 +19,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from devtools.broker import Broker, free_port
 from devtools.processes import Stack
 from services.common.sealing import SecretKeys
+from services.common.config import KafkaAccess
+from services.common.kafka_clients import client_options
 from services.common.topics import Topics, ensure_topics
 from services.ingest.auth import issue_token
 
@@ -64,9 +66,9 @@ def auth(app_id: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(app_id)}"}
 
 
-async def consumer_records(bootstrap: str, topic: str) -> list[ConsumerRecord]:
+async def consumer_records(bootstrap: KafkaAccess, topic: str) -> list[ConsumerRecord]:
     """Every record of `topic` now, read from the start, with its partition and offset."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+    consumer = AIOKafkaConsumer(topic, **client_options(bootstrap), group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
@@ -82,7 +84,7 @@ async def consumer_records(bootstrap: str, topic: str) -> list[ConsumerRecord]:
         await consumer.stop()
 
 
-async def records(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+async def records(bootstrap: KafkaAccess, topic: str) -> list[tuple[bytes | None, bytes | None]]:
     """Every record of `topic` now, as (key, value) pairs, read from the start."""
     return [(r.key, r.value) for r in await consumer_records(bootstrap, topic)]
 

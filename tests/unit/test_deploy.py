@@ -1,6 +1,8 @@
 """The Kubernetes manifests: both kustomizations render, every core object is
-valid against the Kubernetes schemas (offline, strict), and the Strimzi topics
-are exactly the contract's, as the code defines them."""
+valid against the Kubernetes schemas (offline, strict), the Strimzi topics
+are exactly the contract's, as the code defines them, and its Kafka is locked:
+each service logs in as its own KafkaUser, whose ACLs are exactly
+`services.common.kafka_acls`'s, and producers may write `events` only."""
 
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ import pytest
 import yaml
 
 from devtools.broker import ROOT
+from devtools import k8s_users
 from devtools.k8s_topics import OUTPUT, default_topics, render
+from services.common.kafka_acls import PRODUCER, ROLES, acls, user_name
 
 KUBERNETES_VERSION = "1.33"
-CUSTOM_KINDS = {"Kafka", "KafkaNodePool", "KafkaTopic", "ServiceMonitor"}
+CUSTOM_KINDS = {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser", "ServiceMonitor"}
 
 
 def kustomize() -> str:
@@ -60,3 +64,78 @@ def test_strimzi_topics_are_the_contracts() -> None:
     assert set(topics) == {s.name for s in default_topics().specs()}
     assert topics["hookbus.webhooks"]["config"]["cleanup.policy"] == "compact"
     assert {"hookbus.deliveries.retry.5s", "hookbus.deliveries.retry.10h"} <= set(topics)
+
+
+def test_sealing_keys_reach_only_the_services_that_hold_secrets_and_fail_closed() -> None:
+    """The base ships no usable sealing key: ingest and the deliverer refuse to
+    start until one is set; the router, which never sees a secret, gets none."""
+    from services.common.config import ConfigError, Env
+    from services.common.sealing import keys_from_env
+
+    objects = rendered("deploy/k8s/base")
+    sealing = next(o for o in objects if o["kind"] == "Secret"
+                   and o["metadata"]["name"].startswith("hookbus-sealing"))
+    with pytest.raises(ConfigError):
+        keys_from_env(Env(sealing["stringData"]))
+    for deployment in (o for o in objects if o["kind"] == "Deployment"):
+        sources = [ref.get("secretRef", {}).get("name", "")
+                   for container in deployment["spec"]["template"]["spec"]["containers"]
+                   for ref in container.get("envFrom", [])]
+        holds_secrets = deployment["metadata"]["name"] in ("hookbus-ingest", "hookbus-deliverer")
+        assert any(s.startswith("hookbus-sealing") for s in sources) is holds_secrets
+
+
+def test_strimzi_users_have_exactly_the_acls_of_the_code() -> None:
+    assert k8s_users.USERS.read_text() == k8s_users.render_users(k8s_users.default_topics()) \
+        and k8s_users.ACCESS.read_text() == k8s_users.render_access(), \
+        "run python -m devtools.k8s_users"
+    users = {o["metadata"]["name"]: o["spec"] for o in rendered("deploy/k8s/overlays/strimzi")
+             if o["kind"] == "KafkaUser"}
+    expected = acls(k8s_users.default_topics())
+    assert set(users) == {user_name(role) for role in ROLES}
+    for role in ROLES:
+        spec = users[user_name(role)]
+        assert spec["authentication"] == {"type": "scram-sha-512"}
+        assert spec["authorization"]["type"] == "simple"
+        granted = sorted((r["resource"]["type"], r["resource"].get("name", ""),
+                          r["resource"].get("patternType", "literal"), tuple(r["operations"]),
+                          r.get("type", "allow"), r["host"])
+                         for r in spec["authorization"]["acls"])
+        assert granted == sorted((a.resource_type, a.name, a.pattern, a.operations, "allow", "*")
+                                 for a in expected[role])
+
+
+def test_producers_may_write_events_and_nothing_else() -> None:
+    [producer] = [o["spec"] for o in rendered("deploy/k8s/overlays/strimzi")
+                  if o["kind"] == "KafkaUser" and o["metadata"]["name"] == user_name(PRODUCER)]
+    assert producer["authorization"]["acls"] == [{
+        "resource": {"type": "topic", "name": "hookbus.events", "patternType": "literal"},
+        "operations": ["Write"], "host": "*"}]
+
+
+def test_strimzi_kafka_takes_only_scram_over_tls_and_authorizes() -> None:
+    objects = rendered("deploy/k8s/overlays/strimzi")
+    [kafka] = [o["spec"] for o in objects if o["kind"] == "Kafka"]
+    assert kafka["kafka"]["authorization"] == {"type": "simple"}
+    assert kafka["kafka"]["listeners"] == [{"name": "tls", "port": 9093, "type": "internal",
+                                            "tls": True,
+                                            "authentication": {"type": "scram-sha-512"}}]
+    assert "userOperator" in kafka["entityOperator"]
+    [config] = [o["data"] for o in objects if o["kind"] == "ConfigMap"]
+    assert config["HOOKBUS_KAFKA_BOOTSTRAP"] == "hookbus-kafka-bootstrap:9093"
+    assert config["HOOKBUS_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert config["HOOKBUS_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    for deployment in (o for o in objects if o["kind"] == "Deployment"):
+        service = deployment["metadata"]["name"].removeprefix("hookbus-")
+        pod = deployment["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["HOOKBUS_KAFKA_SASL_USERNAME"]["value"] == f"hookbus-{service}"
+        assert env["HOOKBUS_KAFKA_SASL_PASSWORD"]["valueFrom"] == {
+            "secretKeyRef": {"name": f"hookbus-{service}", "key": "password"}}
+        [mount] = [m for m in container["volumeMounts"] if m["name"] == "kafka-ca"]
+        assert config["HOOKBUS_KAFKA_SSL_CAFILE"] == mount["mountPath"] + "/ca.crt"
+        [volume] = [v for v in pod["volumes"] if v["name"] == "kafka-ca"]
+        assert volume["secret"]["secretName"] == "hookbus-cluster-ca-cert"
+        assert volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+
