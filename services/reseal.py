@@ -9,7 +9,11 @@ an API write (or another re-seal) beat is looked at again and re-sealed only if
 it still needs it. Nothing but the sealing and the version changes.
 
 Safe to interrupt and to run again: each webhook is done or not, and a second
-run skips the done ones. Writes are paced (`--rate`, per second) so that the
+run skips the done ones. Before it says done it reads the topic again: what
+another writer sealed under an older key meanwhile is re-sealed too (up to three
+sweeps), and anything still not under the first key is named, exit 1. A record
+with fields this version does not know (written by a newer Hookbus) is left
+alone and named: rewriting it would drop them. Writes are paced (`--rate`, per second) so that the
 topic's other writers and readers are not crowded out. Progress goes to stderr;
 the exit status is 0 when every webhook is sealed under the first key, 1 when
 some could not be opened (their key is not configured: they are listed by id),
@@ -24,6 +28,7 @@ Then every service may run with the old key dropped.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import asyncio
 import sys
 import time
@@ -34,6 +39,7 @@ from dataclasses import dataclass, field
 import msgspec
 from aiokafka import AIOKafkaProducer
 
+from schemas.webhooks import ClientCredentials, RetiredSecret, Webhook
 from services.common.config import ConfigError, Env, KafkaSettings
 from services.common.kafka_clients import client_options
 from services.common.sealing import (
@@ -47,6 +53,7 @@ from services.common.topics import Topics
 from services.common.webhooks_view import WebhooksView
 
 WRITE_ATTEMPTS = 5  # per webhook, when API writes keep beating the re-seal
+SWEEPS = 3  # passes over what other writers sealed under an older key meanwhile
 PROGRESS_EVERY = 2.0  # seconds between progress lines
 
 
@@ -58,10 +65,12 @@ class Summary:
     overtaken: int = 0       # sealed by another writer meanwhile, or deleted
     unopened: dict[str, str] = field(default_factory=dict)  # webhook id -> why
     contended: list[str] = field(default_factory=list)      # lost every attempt
+    newer: dict[str, list[str]] = field(default_factory=dict)  # id -> fields not known here
+    remaining: list[str] = field(default_factory=list)      # still not under the first key
 
     @property
     def complete(self) -> bool:
-        return not self.unopened and not self.contended
+        return not (self.unopened or self.contended or self.newer or self.remaining)
 
 
 def _plan(view: WebhooksView, keys: SecretKeys) -> tuple[list[str], Counter[str]]:
@@ -77,6 +86,23 @@ def _plan(view: WebhooksView, keys: SecretKeys) -> tuple[list[str], Counter[str]
     return todo, under
 
 
+def unknown_fields(raw: bytes | None) -> list[str]:
+    """Fields of a record that this version's schema does not know (a newer
+    writer's): rewriting the record from the decoded struct would drop them."""
+    if raw is None:
+        return []
+    record = msgspec.json.decode(raw)
+    known = set(Webhook.__struct_fields__)
+    found = [name for name in record if name not in known]
+    creds = record.get("client_credentials") or {}
+    found += [f"client_credentials.{name}" for name in creds
+              if name not in ClientCredentials.__struct_fields__]
+    for retired in record.get("retired_secrets") or []:
+        found += [f"retired_secrets.{name}" for name in retired
+                  if name not in RetiredSecret.__struct_fields__]
+    return sorted(set(found))
+
+
 async def _reseal_one(view: WebhooksView, producer: AIOKafkaProducer, keys: SecretKeys,
                       webhook_id: str, summary: Summary) -> None:
     for _ in range(WRITE_ATTEMPTS):
@@ -90,6 +116,9 @@ async def _reseal_one(view: WebhooksView, producer: AIOKafkaProducer, keys: Secr
         if not needs_reseal(keys, view.sealed_under(webhook_id)):
             summary.overtaken += 1  # an API write sealed it under the first key
             return
+        if unknown := unknown_fields(view.raw(webhook_id)):
+            summary.newer[webhook_id] = unknown
+            return
         if await view.write(producer, msgspec.structs.replace(current,
                                                               version=current.version + 1)):
             summary.resealed += 1
@@ -100,7 +129,7 @@ async def _reseal_one(view: WebhooksView, producer: AIOKafkaProducer, keys: Secr
 async def reseal(kafka: KafkaSettings, keys: SecretKeys, rate: float,
                  say: Callable[[str], None]) -> Summary:
     topic = Topics(kafka.topic_prefix).webhooks
-    view = WebhooksView(kafka, topic, keys=keys)
+    view = WebhooksView(kafka, topic, keys=keys, keep_raw=True)
     producer = AIOKafkaProducer(**client_options(kafka), acks="all", enable_idempotence=True)
     summary = Summary()
     started = time.monotonic()
@@ -116,18 +145,30 @@ async def reseal(kafka: KafkaSettings, keys: SecretKeys, rate: float,
         say(f"{summary.total} webhooks read in {time.monotonic() - started:.1f}s "
             f"(secrets by key: {sealed}); {len(todo)} to re-seal under {keys.primary!r}, "
             f"at most {rate:g}/s")
-        began = last = time.monotonic()
-        for done, webhook_id in enumerate(todo, start=1):
-            await _first(_reseal_one(view, producer, keys, webhook_id, summary), following)
-            now = time.monotonic()
-            if now - last >= PROGRESS_EVERY or done == len(todo):
-                last = now
-                pace = done / max(now - began, 1e-9)
-                left = (len(todo) - done) / pace if pace else 0.0
-                say(f"{done}/{len(todo)} done ({summary.resealed} re-sealed, "
-                    f"{summary.overtaken} sealed or deleted meanwhile) — "
-                    f"{pace:.0f}/s, about {left:.0f}s left")
-            await asyncio.sleep(max(0.0, began + done / rate - time.monotonic()))
+        skipped: set[str] = set()
+        for sweep in range(1, SWEEPS + 1):
+            if sweep > 1:  # what other writers sealed under an older key meanwhile
+                todo = [i for i in _plan(view, keys)[0] if i not in skipped]
+                if not todo:
+                    break
+                say(f"check {sweep}: {len(todo)} written meanwhile under an older key; "
+                    "re-sealing them too")
+            began = last = time.monotonic()
+            for done, webhook_id in enumerate(todo, start=1):
+                await _first(_reseal_one(view, producer, keys, webhook_id, summary), following)
+                now = time.monotonic()
+                if now - last >= PROGRESS_EVERY or done == len(todo):
+                    last = now
+                    pace = done / max(now - began, 1e-9)
+                    left = (len(todo) - done) / pace if pace else 0.0
+                    say(f"{done}/{len(todo)} done ({summary.resealed} re-sealed, "
+                        f"{summary.overtaken} sealed or deleted meanwhile) — "
+                        f"{pace:.0f}/s, about {left:.0f}s left")
+                await asyncio.sleep(max(0.0, began + done / rate - time.monotonic()))
+            skipped = set(summary.unopened) | set(summary.newer) | set(summary.contended)
+        # The final word comes from the topic as read now, not from the plan.
+        summary.unopened = {i: p for i in view.ids() if (p := view.secret_problem(i))}
+        summary.remaining = [i for i in _plan(view, keys)[0] if i not in skipped]
     finally:
         await producer.stop()
         await view.stop()
@@ -135,9 +176,16 @@ async def reseal(kafka: KafkaSettings, keys: SecretKeys, rate: float,
         say(f"cannot open {webhook_id}: {problem}")
     for webhook_id in summary.contended:
         say(f"{webhook_id}: lost {WRITE_ATTEMPTS} writes in a row to other writers; run again")
+    for webhook_id, names in sorted(summary.newer.items()):
+        say(f"{webhook_id}: not re-sealed: it has fields this version does not know "
+            f"({', '.join(names)}); run the re-seal of the newest version")
+    for webhook_id in summary.remaining:
+        say(f"{webhook_id}: still sealed under an older key (written again meanwhile: does "
+            "every replica have the new key first?); run again")
     say(("done: every webhook is sealed under " + repr(keys.primary)) if summary.complete
         else f"incomplete: {len(summary.unopened)} cannot be opened, "
-             f"{len(summary.contended)} kept changing")
+             f"{len(summary.contended)} kept changing, {len(summary.newer)} are newer, "
+             f"{len(summary.remaining)} still under an older key")
     return summary
 
 
@@ -176,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     env = Env()
     try:
         kafka, keys = KafkaSettings.from_env(env), keys_from_env(env)
+        # The re-seal is what seals plain-text records: it must open them.
+        keys = dataclasses.replace(keys, refuse_plaintext=False)
     except ConfigError as exc:
         say(str(exc))
         return 2

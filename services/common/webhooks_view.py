@@ -26,8 +26,9 @@ Secrets: a view given `keys` (ingest's, the deliverer's) seals every secret of a
 record it writes and opens every secret of a record it reads (`sealing`), so a
 Webhook in memory holds plain secrets and the topic never does. A record whose
 secrets it cannot open (its key is not configured, or it was altered) is kept
-with its secrets as read: `secret_problem` says why, and a rewrite keeps them.
-A view without keys (the router's) never opens or writes secrets."""
+with its secrets as read: `secret_problem` says why, and it cannot be written
+(`SecretsUnopened`) until its key is back. A view without keys (the router's)
+never opens or writes secrets."""
 
 from __future__ import annotations
 
@@ -78,17 +79,22 @@ class WriteNotConfirmed(Exception):
     time, so whether it won is unknown (a later read shows it)."""
 
 
+class SecretsUnopened(Exception):
+    """A write of a webhook whose current record's secrets this view cannot open:
+    rewriting them would lose them (or keep values bound to what the write changes)."""
+
+
 class WebhooksView:
     def __init__(self, bootstrap: KafkaAccess, topic: str, on_change: OnChange | None = None, *,
                  keep: bool = True, repair_with: ProducerOf | None = None,
                  confirm_timeout: float = CONFIRM_TIMEOUT,
                  deleted_capacity: int = DELETED_CAPACITY,
-                 keys: SecretKeys | None = None) -> None:
+                 keys: SecretKeys | None = None, keep_raw: bool = False) -> None:
         """`keep=False`: only call `on_change` and keep what the rules need per id
         (the router needs its index alone, and 100,000 full records cost memory).
         `repair_with`: the producer to append repairs with (ingest's), once it
         exists; needs `keep`. `keys`: the keys that seal and open secrets; needed
-        to write."""
+        to write. `keep_raw`: keep each current record's bytes (`raw`)."""
         if repair_with is not None and not keep:
             raise ValueError("a view that repairs must keep the records")
         self._on_change = on_change
@@ -100,6 +106,7 @@ class WebhooksView:
         self._values: dict[str, bytes] = {}  # current records as written (for repairs)
         self._by_app: dict[str, dict[str, Webhook]] = {}
         self._keys = keys
+        self._keep_raw = keep_raw or repair_with is not None
         # Per current record: the key ids its secrets are sealed under (None:
         # plaintext), and why its secrets could not be opened, if they could not.
         self._sealed_under: dict[str, frozenset[str | None]] = {}
@@ -129,6 +136,10 @@ class WebhooksView:
         """Why the current record's secrets could not be opened (None: they were)."""
         return self._unopened.get(webhook_id)
 
+    def raw(self, webhook_id: str) -> bytes | None:
+        """The current record's bytes as written (a view that keeps them)."""
+        return self._values.get(webhook_id)
+
     def sealed_under(self, webhook_id: str) -> frozenset[str | None]:
         """The ids of the keys the current record's secrets are sealed under
         (None for a plaintext secret, written before sealing): `make reseal`."""
@@ -152,15 +163,17 @@ class WebhooksView:
         for a new webhook, with an id from `new_id`) to its partition, wait until
         this view has read it back, and answer whether it is now the current
         record. False: it lost (stale version, deleted, over the app's limit).
-        Raises `KafkaError`, or `WriteNotConfirmed` when the record is not read
-        back in time."""
+        Raises `KafkaError`, `WriteNotConfirmed` when the record is not read
+        back in time, `SecretsUnopened` when the current record's secrets
+        cannot be opened here."""
         if self._keys is None:
             raise RuntimeError("a view without secret keys cannot write webhooks")
+        if (problem := self._unopened.get(webhook.id)) is not None:
+            raise SecretsUnopened(problem)
         current = self._log.current(webhook.id)
         partition = (current.partition if current is not None
                      else _partition_of(webhook.id, await self._partitions(producer)))
-        sealed = _encoder.encode(seal_webhook(self._keys, webhook,
-                                              keep_sealed=webhook.id in self._unopened))
+        sealed = _encoder.encode(seal_webhook(self._keys, webhook))
         outcome = await self._append(producer, webhook.id, sealed, partition)
         if not outcome.holds:
             log.info("webhook write lost: %s", outcome.reason,
@@ -291,6 +304,10 @@ class WebhooksView:
     async def _report_unopened(self) -> None:
         """Once loaded, say which current records' secrets cannot be opened."""
         await self.ready.wait()
+        plain = sum(1 for under in self._sealed_under.values() if None in under)
+        if plain:
+            log.warning("%d webhooks hold values in plain text (written before sealing): run "
+                        "`make reseal`, then set HOOKBUS_PLAINTEXT_SECRETS=refuse", plain)
         if self._unopened:
             shown = "; ".join(f"{i}: {p}" for i, p in list(self._unopened.items())[:3])
             log.error("%d webhooks' secrets cannot be opened; attempts to them fail until "
@@ -304,7 +321,7 @@ class WebhooksView:
                 self._by_app[old.app_id].pop(webhook.id, None)
             self._webhooks[webhook.id] = webhook
             self._by_app.setdefault(webhook.app_id, {})[webhook.id] = webhook
-            if self._repair_with is not None:
+            if self._keep_raw:
                 self._values[webhook.id] = value
         if self._on_change:
             self._on_change(webhook.id, webhook)

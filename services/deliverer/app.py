@@ -47,7 +47,7 @@ from schemas.webhooks import Webhook
 from services.common.kafka_clients import client_options
 from services.common.ops_server import create_ops_app, start_ops_server
 from services.common.topics import Topics
-from services.common.webhooks_view import WebhooksView, WriteNotConfirmed
+from services.common.webhooks_view import SecretsUnopened, WebhooksView, WriteNotConfirmed
 from services.deliverer.attempt import Attempter, guarded_session
 from services.deliverer.breaker import Breakers
 from services.deliverer.fair_queue import Defer, FairQueue, Slot
@@ -68,7 +68,7 @@ from services.deliverer.next_steps import (
     next_steps,
     triage,
 )
-from services.deliverer.outcomes import Failed, Refused, Report
+from services.deliverer.outcomes import Refused
 from services.deliverer.settings import Settings
 from services.deliverer.watermarks import Watermarks
 
@@ -282,7 +282,8 @@ class Deliverer:
         breaker_wait = (self.breakers.open_for(breaker_of(task.app_id, webhook.target), now)
                         if webhook else 0.0)
         return triage(task, webhook, deleted=self.view.is_deleted(task.webhook_id),
-                      breaker_wait=breaker_wait, policy=self.policy, now=now)
+                      breaker_wait=breaker_wait, policy=self.policy, now=now,
+                      secret_problem=self.view.secret_problem(task.webhook_id))
 
     def _shed(self, shed: tuple[_Entry, ...], wait: float) -> None:
         """Defer the queued tasks pushed out of a full buffer."""
@@ -353,10 +354,6 @@ class Deliverer:
                     probing = self.breakers.allows(breaker, now)
                     if not probing:
                         situation = BreakerOpen(self.breakers.open_for(breaker, now))
-                problem = self.view.secret_problem(task.webhook_id)
-                if isinstance(situation, Go) and problem is not None:
-                    # Not the endpoint's fault: nothing is sent, the breaker is not told.
-                    situation = Attempted(Report(Failed(f"cannot sign: {problem}"), 0.0))
                 if isinstance(situation, Go):
                     report = await self._attempter.attempt(webhook, task)
                     self.breakers.settle(breaker, report.outcome, time.time())
@@ -468,7 +465,7 @@ class Deliverer:
         assert self._producer is not None
         try:
             won = await self.view.write(self._producer, disabled)
-        except (KafkaError, WriteNotConfirmed) as exc:
+        except (KafkaError, WriteNotConfirmed, SecretsUnopened) as exc:
             log.warning("webhook not disabled (%r); its next failure tries again", exc,
                         extra={"webhook_id": webhook_id})
             return

@@ -1,8 +1,8 @@
 """What follows a delivery task, as data (house style habits 1 and 5). Pure.
 
 `triage` says whether a task may be attempted now, or what stands in its way
-(its webhook is unknown, deleted, disabled or another app's; it waits between
-hops; its endpoint's breaker is open). `next_steps` turns what happened to the
+(its webhook is unknown, deleted, disabled or another app's; its secrets cannot
+be opened; it waits between hops; its endpoint's breaker is open). `next_steps` turns what happened to the
 task (an attempt's report, or what stood in its way) into the writes that
 follow it: an attempt record, a retry or deferral on a tier, a dead letter, a
 disable. The deliverer's shell performs them, all acknowledged before the
@@ -28,6 +28,9 @@ from schemas.deliveries import DeliveryTask
 from schemas.webhooks import Webhook
 from services.deliverer import retry_policy
 from services.deliverer.outcomes import Delivered, Failed, Gone, Refused, Report
+
+
+CANNOT_SIGN_WAIT = 60.0  # seconds between looks at a webhook whose secrets cannot be opened
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,14 @@ class Forged:
 
 
 @dataclass(frozen=True, slots=True)
+class CannotSign:
+    """The webhook's secrets cannot be opened (their sealing key is not
+    configured): the platform's fault, not the endpoint's."""
+
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
 class Dismissed:
     pass
 
@@ -93,7 +104,7 @@ class NotYetDue:
 
 
 Situation = (Go | Attempted | BreakerOpen | QueueFull | UnknownWebhook | Deleted | Disabled
-             | Forged | Dismissed | NotYetDue)
+             | Forged | Dismissed | NotYetDue | CannotSign)
 
 
 # -- what to write -------------------------------------------------------------
@@ -131,9 +142,10 @@ class Plan:
 
 
 def triage(task: DeliveryTask, webhook: Webhook | None, *, deleted: bool, breaker_wait: float,
-           policy: Policy, now: float) -> Situation:
+           policy: Policy, now: float, secret_problem: str | None = None) -> Situation:
     """Whether `task` may be attempted now. `deleted`: a tombstone of its
-    webhook was seen; `breaker_wait`: seconds its endpoint's breaker stays open."""
+    webhook was seen; `breaker_wait`: seconds its endpoint's breaker stays open;
+    `secret_problem`: why its secrets cannot be opened, if they cannot."""
     if webhook is None:
         return Deleted() if deleted else UnknownWebhook()
     if webhook.app_id != task.app_id:
@@ -147,6 +159,8 @@ def triage(task: DeliveryTask, webhook: Webhook | None, *, deleted: bool, breake
     # for ever (twice the total leaves room for clocks).
     if task.not_before is not None and now < task.not_before <= now + 2 * sum(policy.schedule):
         return NotYetDue()
+    if secret_problem is not None:
+        return CannotSign(secret_problem)
     if breaker_wait > 0 and now < policy.deadline_of(task, now):
         return BreakerOpen(breaker_wait)
     return Go()
@@ -170,6 +184,16 @@ def next_steps(task: DeliveryTask, situation: Situation, *, failing_since: float
                 return _dead(task, why, "dead", failing_since)
             # About as long as it would have waited: no churn through a full queue.
             return _defer(task, min(wait, deadline - now), reason, failing_since, policy, now)
+        case CannotSign(problem):
+            # Deferred, not failed: no attempt used, no failure streak (so never
+            # disabled for it); dead-lettered at the deadline, to be replayed
+            # once the key is back.
+            reason = f"cannot sign: {problem}"
+            deadline = policy.deadline_of(task, now)
+            if now >= deadline:
+                return _dead(task, reason, "dead", failing_since)
+            return _defer(task, min(CANNOT_SIGN_WAIT, deadline - now), reason, failing_since,
+                          policy, now)
         case UnknownWebhook():
             since = task.unknown_since
             if since is None or not since <= now:  # one from the future (or NaN) is forged

@@ -23,7 +23,7 @@ from services.common.kafka_clients import client_options
 from services.common.topic_follower import TopicFollower
 from schemas.webhooks import Webhook
 from services.common.topics import Topics, missing_topics
-from services.common.webhooks_view import WebhooksView, WriteNotConfirmed
+from services.common.webhooks_view import SecretsUnopened, WebhooksView, WriteNotConfirmed
 from services.ingest.attempts_log import AttemptsLog
 from services.ingest.errors import ApiError
 from services.ingest.idempotency import IdempotencyKeys
@@ -109,6 +109,12 @@ class Ingest:
             return await self.view.write(self.producer, webhook)
         except (KafkaError, WriteNotConfirmed) as exc:
             raise self._unavailable(exc) from exc
+        except SecretsUnopened as exc:
+            log.error("webhook write refused: its secrets cannot be opened: %s", exc,
+                      extra={"webhook_id": webhook.id})
+            raise ApiError(409, f"webhook {webhook.id} cannot be changed now: its secrets "
+                                "cannot be opened by this service (an operator must restore "
+                                "its sealing key); it can still be read or deleted") from None
 
     async def delete_webhook(self, webhook_id: str) -> bool:
         """Append a tombstone; True once the webhook is deleted, for good."""

@@ -224,8 +224,9 @@ async def test_a_secret_that_cannot_be_opened_is_never_sent_and_the_attempt_says
     producer_of_old_records: AIOKafkaProducer,
 ) -> None:
     """A record sealed under a key the services do not hold (dropped too early,
-    or written by a producer with its own key) fails its attempts without a
-    request, and the reason (the key id, never a secret) is in the attempts log."""
+    or written by a producer with its own key): nothing is sent; the task is
+    deferred (no attempt used, no failure streak) and, at its deadline,
+    dead-lettered saying which key, to be replayed once the key is back."""
     foreign = SecretKeys.parse(new_key_entry("elsewhere"))
     hook = legacy("wh_foreign", "app_foreign", receiver.url("/foreign"), "whsec_Zm9yZWlnbi1rZXk=")
     await producer_of_old_records.send_and_wait(
@@ -234,21 +235,17 @@ async def test_a_secret_that_cannot_be_opened_is_never_sent_and_the_attempt_says
     async with aiohttp.ClientSession() as http:
         event = await Client(http, stack.ingest_url, hook.app_id).publish("message.received")
 
-    def attempts() -> list[dict]:
-        return [msgspec.json.decode(v) for k, v in records_now if v and b"wh_foreign" in k]
+    async def dead_lettered() -> list[tuple[bytes | None, bytes | None]]:
+        return [r for r in await records(kafka.bootstrap, topics.deliveries_dlq)
+                if r[1] and event.encode() in r[1]]
 
-    records_now: list[tuple[bytes | None, bytes | None]] = []
-
-    async def failed_twice() -> bool:
-        nonlocal records_now
-        records_now = await records(kafka.bootstrap, topics.attempts)
-        return len([a for a in attempts() if a.get("event_id") == event]) >= 2
-
-    await until(failed_twice, timeout=30)
-    for attempt in attempts():
-        assert attempt["result"] == "failure", attempt
-        assert "sealed under key 'elsewhere'" in attempt["error"]
+    await until(dead_lettered, timeout=30)
+    (_, letter), = await dead_lettered()
+    assert "cannot sign: sealed under key 'elsewhere'" in msgspec.json.decode(letter)["last_error"]
+    attempts = [msgspec.json.decode(v) for k, v in await records(kafka.bootstrap, topics.attempts)
+                if v and k == hook.id.encode()]
+    assert attempts and all(a["result"] == "deferred" and a["attempt"] == 1 for a in attempts)
+    assert all("cannot sign: sealed under key 'elsewhere'" in a["error"] for a in attempts)
     assert receiver.on("/foreign") == []
     log = stack.services["deliverer"].log()
     assert "sealed under key 'elsewhere'" in log and "Zm9yZWlnbi1rZXk" not in log
-

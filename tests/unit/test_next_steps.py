@@ -17,6 +17,7 @@ from schemas.webhooks import Webhook
 from services.deliverer.next_steps import (
     Attempted,
     BreakerOpen,
+    CannotSign,
     DeadLetter,
     Deleted,
     Disable,
@@ -226,6 +227,35 @@ def test_nothing_is_written_for(situation, outcome: str) -> None:
     assert (p.writes, p.outcome, p.failing_since) == ((), outcome, NOW - 3)
 
 
+@pytest.mark.parametrize(("the_task", "the_webhook", "expected"), [
+    (TASK, WEBHOOK, CannotSign("sealed under key 'k1'")),
+    (TASK, webhook(app_id="app_2"), Forged("app_2")),      # forged first: never signed
+    (TASK, webhook(enabled=False), Disabled()),
+    (TASK, webhook(target_type="DISMISS"), Dismissed()),   # nothing to sign
+    (task(not_before=NOW + 5), WEBHOOK, NotYetDue()),
+])
+def test_triage_of_a_webhook_whose_secrets_cannot_be_opened(the_task, the_webhook,
+                                                            expected) -> None:
+    assert triage(the_task, the_webhook, deleted=False, breaker_wait=10.0, policy=POLICY,
+                  now=NOW, secret_problem="sealed under key 'k1'") == expected
+
+
+def test_a_secret_that_cannot_be_opened_defers_without_an_attempt_or_a_streak() -> None:
+    """The platform's fault, not the endpoint's: no attempt used, the failure
+    streak untouched (so the webhook is never disabled for it); at the deadline a
+    dead letter, to be replayed once the key is back."""
+    p = plan(CannotSign("sealed under key 'k1'"), task(attempt=2), failing_since=None)
+    assert (kinds(p), p.outcome, p.failing_since) == (["RecordAttempt", "Retry"], "deferred", None)
+    record = only(p, RecordAttempt).attempt
+    assert (record.result, record.error) == ("deferred", "cannot sign: sealed under key 'k1'")
+    assert only(p, Retry).task.attempt == 2 and only(p, Retry).task.deadline == NOW + TOTAL
+    streak = plan(CannotSign("x"), failing_since=NOW - 10 * POLICY.disable_after)
+    assert "Disable" not in kinds(streak) and streak.failing_since == NOW - 1000
+    late = plan(CannotSign("sealed under key 'k1'"), task(deadline=NOW))
+    assert (kinds(late), late.outcome) == (["DeadLetter"], "dead")
+    assert only(late, DeadLetter).reason == "cannot sign: sealed under key 'k1'"
+
+
 def test_a_forged_task_is_dead_lettered_never_attempted() -> None:
     p = plan(Forged("app_2"))
     assert (kinds(p), p.outcome) == (["DeadLetter"], "dead")
@@ -299,7 +329,7 @@ situations = st.one_of(
     st.builds(BreakerOpen, st.floats(0, 10**4)),
     st.builds(QueueFull, st.just("full"), st.floats(0, 10**5)),
     st.just(UnknownWebhook()), st.just(Deleted()), st.just(Disabled()), st.just(Dismissed()),
-    st.just(Forged("app_2")),
+    st.just(Forged("app_2")), st.just(CannotSign("sealed under key 'k1'")),
 )
 
 

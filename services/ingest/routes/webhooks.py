@@ -107,8 +107,14 @@ async def create_webhook(request: web.Request) -> web.Response:
     return json_response(shown(webhook, with_secret=True), status=201)
 
 
-def shown(webhook: Webhook, *, with_secret: bool) -> WebhookOut:
-    """The webhook as the API shows it, with the public keys of its v1a keys."""
+def shown(webhook: Webhook, *, with_secret: bool, unopened: bool = False) -> WebhookOut:
+    """The webhook as the API shows it, with the public keys of its v1a keys.
+    `unopened`: its sealed values could not be opened here (their key is not
+    configured): no secret, no keys, and its headers' values are not shown."""
+    if unopened:
+        hidden = {name: "(sealed: cannot be opened)" for name in webhook.headers}
+        return WebhookOut.of(msgspec.structs.replace(webhook, headers=hidden),
+                             with_secret=False, public_key=None, public_keys=[])
     current = public_keys_shown([(webhook.signature_scheme, webhook.secret)])
     return WebhookOut.of(webhook, with_secret=with_secret,
                          public_key=current[0] if current else None,
@@ -252,13 +258,17 @@ async def test_webhook(request: web.Request) -> web.Response:
 
 async def list_webhooks(request: web.Request) -> web.Response:
     app_id = authorized_app(request)
-    webhooks = request.app[INGEST].view.of_app(app_id)
-    return json_response(WebhookList([shown(w, with_secret=False) for w in webhooks]))
+    view = request.app[INGEST].view
+    return json_response(WebhookList([
+        shown(w, with_secret=False, unopened=view.secret_problem(w.id) is not None)
+        for w in view.of_app(app_id)]))
 
 
 async def get_webhook(request: web.Request) -> web.Response:
     app_id = authorized_app(request)
-    return json_response(shown(webhook_of(request, app_id), with_secret=True))
+    webhook = webhook_of(request, app_id)
+    unopened = request.app[INGEST].view.secret_problem(webhook.id) is not None
+    return json_response(shown(webhook, with_secret=not unopened, unopened=unopened))
 
 
 async def delete_webhook(request: web.Request) -> web.Response:
