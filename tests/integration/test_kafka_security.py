@@ -24,7 +24,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import (
     GroupAuthorizationFailedError,
-    KafkaError,
+    KafkaConnectionError,
     TopicAuthorizationFailedError,
 )
 from standardwebhooks.webhooks import Webhook as StandardWebhook
@@ -237,14 +237,17 @@ async def read(kafka: KafkaSettings, topic: str, group_id: str | None = None) ->
         await consumer.stop()
 
 
-async def test_a_wrong_password_is_refused(locked: Broker, topics: Topics) -> None:
+async def test_a_wrong_password_is_refused(locked: Broker, topics: Topics,
+                                           caplog: pytest.LogCaptureFixture) -> None:
     for tls in (True, False):
+        caplog.clear()
         kafka = locked.kafka_settings(PREFIX, user_name(PRODUCER), tls=tls,
                                       password="not-" + locked.lock.users[user_name(PRODUCER)])
         producer = AIOKafkaProducer(**client_options(kafka), request_timeout_ms=5000)
-        with pytest.raises(KafkaError):
+        with pytest.raises(KafkaConnectionError):  # aiokafka: "Unable to bootstrap"
             await producer.start()
         await producer.stop()
+        assert "SaslAuthenticationFailed" in caplog.text  # why, as the broker answered
 
 
 async def test_a_service_with_another_principals_credential_stops(
