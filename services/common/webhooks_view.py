@@ -115,6 +115,7 @@ class WebhooksView:
         self._outcomes: dict[tuple[int, int], tuple[str, asyncio.Future[Outcome]]] = {}
         self._repairs_due = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._report: asyncio.Task[None] | None = None
         self._follower = TopicFollower(bootstrap, topic, self._apply)
         self.ready = self._follower.ready
 
@@ -196,22 +197,23 @@ class WebhooksView:
         """Start following the topic (and repairing, with `repair_with`); the
         returned task's failure is fatal."""
         following = await self._follower.start()
-        if self._keys is not None:
-            self._tasks.append(asyncio.create_task(self._report_unopened(),
-                                                   name="report unopened secrets"))
+        if self._keys is not None:  # (not among `_tasks`, which live as long as the view)
+            self._report = asyncio.create_task(self._report_unopened(),
+                                               name="report unopened secrets")
         if self._repair_with is None:
             return following
         repairing = asyncio.create_task(self._repair_forever(),
                                         name=f"repair {self._follower.topic}")
         supervising = asyncio.create_task(self._supervise(following, repairing),
                                           name=f"follow {self._follower.topic}")
-        self._tasks += [supervising, repairing]
+        self._tasks = [supervising, repairing]
         return supervising
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._report] if self._report else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._follower.stop()
 
     def _home(self, webhook_id: str) -> int | None:

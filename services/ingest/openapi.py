@@ -53,13 +53,17 @@ _ERRORS = {
 _SCHEME = ("How deliveries are signed (Standard Webhooks): `v1` HMAC-SHA256 with a `whsec_` "
            "secret, or `v1a` ed25519 with a `whsk_` private key, which is never shown; "
            "receivers verify with its `whpk_` public key.")
-_APP_ID = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_WEBHOOK_ID = {"name": "webhook_id", "in": "path", "required": True, "schema": {"type": "string"}}
+# Bounded, so that no valid request's line exceeds what aiohttp parses (8,190
+# bytes; beyond it, its own text/plain 400 answers before any route).
+_APP_ID = {"name": "app_id", "in": "path", "required": True,
+           "schema": {"type": "string", "minLength": 1, "maxLength": 255}}
+_WEBHOOK_ID = {"name": "webhook_id", "in": "path", "required": True,
+               "schema": {"type": "string", "minLength": 1, "maxLength": 255}}
 _LIMIT = {"name": "limit", "in": "query", "required": False,
           "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}}
 _CURSOR = {"name": "cursor", "in": "query", "required": False,
            "description": "`next_cursor` of the previous page.",
-           "schema": {"type": "string", "pattern": "^[0-9]+$"}}
+           "schema": {"type": "string", "pattern": "^[0-9]+$", "maxLength": 19}}
 _IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key", "in": "header", "required": False,
     "description": "The same key from the same app within HOOKBUS_IDEMPOTENCY_TTL (24 h "

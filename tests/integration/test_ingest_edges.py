@@ -24,7 +24,7 @@ from services.common.topics import TopicSpec, Topics, ensure_topics
 from services.ingest.app import create_app
 from services.ingest.http import MAX_DEPTH, json_depth
 from services.ingest.settings import Settings
-from tests.conftest import JWT_SECRET, PARTITIONS, auth, records
+from tests.conftest import JWT_SECRET, PARTITIONS, SECRET_KEYS, auth, records
 from tests.integration.conftest import APP, Api, assert_error
 
 EVENTS = f"/v1/apps/{APP}/events"
@@ -118,7 +118,8 @@ async def ingest(bootstrap: str, topics: Topics, **settings: object) -> AsyncIte
 async def start_ingest(bootstrap: str, topics: Topics, **settings: object) -> Instance:
     port = free_port()
     app = create_app(Settings(kafka=KafkaSettings(bootstrap, topics.prefix),
-                              jwt_secret=JWT_SECRET, http_port=port, **settings))  # type: ignore[arg-type]
+                              jwt_secret=JWT_SECRET, secret_keys=SECRET_KEYS, http_port=port,
+                              **settings))  # type: ignore[arg-type]
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

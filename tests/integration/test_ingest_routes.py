@@ -8,7 +8,8 @@ import msgspec
 from schemas.deliveries import DeliveryTask
 from schemas.event_types import EVENT_TYPES
 from schemas.webhooks import Webhook
-from tests.conftest import auth, records
+from services.common.sealing import open_webhook
+from tests.conftest import SECRET_KEYS, auth, records
 from tests.integration.conftest import APP, Api, assert_error
 
 HOOKS = f"/v1/apps/{APP}/webhooks"
@@ -72,7 +73,7 @@ async def test_rotation_keeps_the_old_secret_signing(api: Api) -> None:
     assert rotated["secret"].startswith("whsec_") and rotated["secret"] != created["secret"]
     key, value = (await records(api.bootstrap, api.topics.webhooks))[-1]
     assert value is not None
-    record = msgspec.json.decode(value, type=Webhook)
+    record = open_webhook(SECRET_KEYS, msgspec.json.decode(value, type=Webhook))  # (sealed)
     assert record.secret == rotated["secret"]
     assert [r.secret for r in record.retired_secrets] == [created["secret"]]
     assert record.signing_secrets(record.updated_at) == [rotated["secret"], created["secret"]]
@@ -125,3 +126,12 @@ async def test_event_types_serves_the_table(api: Api) -> None:
     received = next(t for t in body["event_types"] if t["type"] == "message.received")
     assert received["aliases"]["smooch"] == ["message", "message:appUser"]
     assert received["aliases"]["sinch"] == ["MESSAGE_INBOUND"]
+
+
+async def test_a_cursor_of_other_digits_is_a_400_not_a_500(api: Api) -> None:
+    """"²".isdigit() is true and int("²") raises: such a cursor was a 500."""
+    created = await create(api)
+    for cursor in ("%C2%B2", "%D9%A3", "1" * 20):  # superscript two, Arabic-Indic three, too long
+        status, error = await api.call(
+            "GET", f"{HOOKS}/{created['id']}/attempts?cursor={cursor}", headers=auth(APP))
+        assert_error(status, error, 400, "cursor")

@@ -79,7 +79,7 @@ def test_bad_values_name_the_variable(name: str, value: str) -> None:
 ])
 @pytest.mark.parametrize(("env", "message"), [
     ({}, "HOOKBUS_SECRET_KEYS is required"),
-    ({"HOOKBUS_SECRET_KEYS": "k1:c2hvcnQ="}, "HOOKBUS_SECRET_KEYS: key 'k1': must be 32 bytes"),
+    ({"HOOKBUS_SECRET_KEYS": "k1:c2hvcnQ="}, "HOOKBUS_SECRET_KEYS: entry 1: the key must be 32 bytes"),
 ])
 def test_services_holding_secrets_refuse_to_start_without_a_sealing_key(
         load, env: dict[str, str], message: str) -> None:  # type: ignore[no-untyped-def]

@@ -28,7 +28,8 @@ async def list_attempts(request: web.Request) -> web.Response:
     except ValueError:
         problems.append(ErrorDetail("limit", f"must be an integer from 1 to {MAX_ATTEMPTS_PAGE}"))
     cursor = request.query.get("cursor")
-    if cursor is not None and not cursor.isdigit():
+    # ASCII digits only ("²".isdigit() is true, and int() refuses it), an offset's size.
+    if cursor is not None and not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 19):
         problems.append(ErrorDetail("cursor", "not a cursor this API gave"))
     if problems:
         raise ApiError.invalid(problems)
