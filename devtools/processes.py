@@ -19,7 +19,7 @@ import aiohttp
 from devtools.broker import ROOT, free_port
 
 # For stacks started by tests, chaos and bench runs only; `make run` makes its own.
-DEV_SECRET_KEYS = "dev:ZGV2ZWxvcG1lbnQtb25seS1rZXktMzItYnl0ZXMhIQ=="
+DEV_SECRET_KEYS = "dev:ZGV2ZWxvcG1lbnQtb25seS1zZWFsaW5nLWtleS0zMmI="
 
 
 @dataclass

@@ -8,12 +8,13 @@ import asyncio
 
 from services.common.config import Env, KafkaSettings
 from services.common.topics import Topics, ensure_topics
-from services.deliverer.settings import Settings as DelivererSettings
+from services.deliverer.settings import retry_schedule_from_env
 
 
 def deployment_topics(env: Env) -> Topics:
-    settings = DelivererSettings.from_env(env)
-    return Topics(settings.kafka.topic_prefix, settings.retry_schedule)
+    """The topics of the configured prefix and retry schedule (no service's other
+    settings, such as sealing keys, are needed to create them)."""
+    return Topics(KafkaSettings.from_env(env).topic_prefix, retry_schedule_from_env(env))
 
 
 async def create(env: Env) -> list[str]:

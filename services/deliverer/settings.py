@@ -57,11 +57,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
         env = env or Env()
-        schedule_text = env.str("RETRY_SCHEDULE", "5s,5m,30m,2h,5h,10h,10h")
-        try:
-            schedule = tuple(parse_duration(item) for item in parse_list(schedule_text))
-        except ConfigError as exc:
-            raise ConfigError(f"HOOKBUS_RETRY_SCHEDULE: {exc}") from None
+        schedule = retry_schedule_from_env(env)
         return cls(
             kafka=KafkaSettings.from_env(env),
             secret_keys=keys_from_env(env),
@@ -85,3 +81,12 @@ class Settings:
             metrics_port=env.int("METRICS_PORT", 9102),
             log_format=env.str("LOG_FORMAT", "json"),
         )
+
+
+def retry_schedule_from_env(env: Env) -> tuple[float, ...]:
+    """`HOOKBUS_RETRY_SCHEDULE`: it names the retry tiers' topics too (devtools.topics)."""
+    schedule_text = env.str("RETRY_SCHEDULE", "5s,5m,30m,2h,5h,10h,10h")
+    try:
+        return tuple(parse_duration(item) for item in parse_list(schedule_text))
+    except ConfigError as exc:
+        raise ConfigError(f"HOOKBUS_RETRY_SCHEDULE: {exc}") from None

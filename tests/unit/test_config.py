@@ -107,3 +107,14 @@ def test_the_token_issuer_and_audience_are_optional_settings() -> None:
     settings = IngestSettings.from_env(Env(JWT | KEYS | {"HOOKBUS_JWT_ISSUER": "https://a.example",
                                                          "HOOKBUS_JWT_AUDIENCE": "hookbus"}))
     assert (settings.jwt_issuer, settings.jwt_audience) == ("https://a.example", "hookbus")
+
+
+def test_the_dev_stacks_key_is_a_key_and_creating_topics_needs_no_sealing_key() -> None:
+    """Chaos and bench stacks run on DEV_SECRET_KEYS (it once held 31 bytes)."""
+    from devtools.processes import DEV_SECRET_KEYS
+    from devtools.topics import deployment_topics
+
+    assert DelivererSettings.from_env(Env({"HOOKBUS_SECRET_KEYS": DEV_SECRET_KEYS})).secret_keys
+    topics = deployment_topics(Env({"HOOKBUS_RETRY_SCHEDULE": "1s,1m"}))
+    assert {"hookbus.deliveries.retry.1s", "hookbus.deliveries.retry.1m"} <= \
+        {spec.name for spec in topics.specs()}
