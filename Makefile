@@ -31,8 +31,10 @@ token: $(STAMP)
 ## Re-seal every webhook's secrets under the first key of HOOKBUS_SECRET_KEYS, online
 ## (make run's development key when unset); safe to interrupt and run again. RATE=200/s.
 reseal: $(STAMP)
-	HOOKBUS_SECRET_KEYS="$${HOOKBUS_SECRET_KEYS:-$$(cat .run/secret-keys 2>/dev/null)}" \
-	  $(PY) -m services.reseal $(if $(RATE),--rate $(RATE))
+	@if [ -z "$$HOOKBUS_SECRET_KEYS" ] && [ -f .run/secret-keys ]; then \
+	  echo "make reseal: HOOKBUS_SECRET_KEYS is not set: using make run's development key (.run/secret-keys)" >&2; \
+	  export HOOKBUS_SECRET_KEYS="$$(cat .run/secret-keys)"; fi; \
+	$(PY) -m services.reseal $(if $(RATE),--rate $(RATE))
 
 ## Print a new sealing key entry (id:base64key) for HOOKBUS_SECRET_KEYS: make secret-key ID=k2
 secret-key: $(STAMP)
