@@ -22,6 +22,9 @@ SignatureScheme = Literal["v1", "v1a"]
 # At most 2**53, so that JSON clients read it exactly: a record claiming more (a
 # hostile producer's way to block every later write) is unreadable, and repaired.
 Version = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+# Old secrets still signing at once, at most (as Svix): every one signs every
+# attempt, so more would cost every tenant's deliveries (and a header per key).
+MAX_RETIRED_SIGNING = 10
 
 
 class ClientCredentials(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -39,7 +42,9 @@ class RetiredSecret(msgspec.Struct, kw_only=True, omit_defaults=True):
     old secret like a rotation)."""
 
     secret: str
-    expires_at: datetime
+    # With its offset: a naive time (a hostile or broken writer's) makes the record
+    # unreadable, rather than a TypeError wherever it is compared with now.
+    expires_at: Annotated[datetime, msgspec.Meta(tz=True)]
     signature_scheme: SignatureScheme = "v1"
 
 
@@ -73,10 +78,12 @@ class Webhook(msgspec.Struct, kw_only=True, omit_defaults=True):
         return [s for _, s in self.signing_keys(now)]
 
     def signing_keys(self, now: datetime) -> list[tuple[SignatureScheme, str]]:
-        """The secrets that sign a delivery at `now`, each with its scheme, newest first."""
+        """The secrets that sign a delivery at `now`, each with its scheme, newest
+        first: the current one and at most MAX_RETIRED_SIGNING unexpired ones (the
+        API refuses more; a record holding more was not written by it)."""
         return [(self.signature_scheme, self.secret)] + [
             (r.signature_scheme, r.secret) for r in self.retired_secrets if r.expires_at > now
-        ]
+        ][:MAX_RETIRED_SIGNING]
 
 
 webhook_decoder = msgspec.json.Decoder(Webhook)

@@ -100,4 +100,8 @@ def event_problems(body: EventIn, app_id: str) -> list[ErrorDetail]:
         problems.append(ErrorDetail("app_id", "must match the app in the path"))
     if body.id is not None and not 0 < len(body.id) <= 128:
         problems.append(ErrorDetail("id", "must be 1 to 128 characters"))
+    elif body.id is not None and "." in body.id:
+        # Signed as "{id}.{timestamp}.{body}" (Standard Webhooks): a "." splits two ways.
+        problems.append(ErrorDetail("id", "must not hold '.' (it is signed as "
+                                          "'{id}.{timestamp}.{body}')"))
     return problems

@@ -84,6 +84,11 @@ def task_key(webhook_id: str) -> bytes:
     return webhook_id.encode()
 
 
+# Standard Webhooks signs "{id}.{timestamp}.{body}": an id holding a "." would
+# split two ways (id "evt_1.1900000000" signs id "evt_1" at time 1900000000 too).
+ID_WITH_A_DOT = "an event id may not hold '.' (it is signed as '{id}.{timestamp}.{body}')"
+
+
 def plan(
     value: bytes | None, *, partition: int, offset: int, timestamp_ms: int,
     index: SubscriptionIndex, limits: Limits = Limits(),
@@ -114,6 +119,8 @@ def _plan(
                           f"{MAX_DATA_DEPTH} levels are routed)")
     except msgspec.DecodeError as exc:
         return Unroutable(_clip(f"not an event envelope: {exc}"))
+    if record.id is not None and "." in record.id:
+        return Unroutable(ID_WITH_A_DOT)
     if record.type not in CANONICAL_TYPES:
         return Unroutable(_clip(f"unknown event type {record.type!r}"))
     if record.type in RESERVED_TYPES:

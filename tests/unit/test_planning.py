@@ -92,6 +92,9 @@ def test_unmatched_events_plan_nothing() -> None:
     (b'{"type": "webhook.test", "app_id": "app_1"}', 0, "may not be published"),
     (b'{"type": "message.sent", "app_id": "app_1", "data": 3}', 0, "not an event envelope"),
     (b'{"type": "message.sent", "app_id": 5}', 0, "not an event envelope"),
+    # Signed as "{id}.{timestamp}.{body}": an id with a "." would split two ways.
+    (b'{"id": "evt_1.1900000000", "type": "message.sent", "app_id": "app_1"}', 0,
+     "may not hold '.'"),
     # A record may nest so deep that decoding it exhausts the recursion limit...
     (event(nested(3000)), 0, "nested too deeply to decode (recursion"),
     (event(nested(100_000)), 0, "nested too deeply to decode (recursion"),

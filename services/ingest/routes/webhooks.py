@@ -43,7 +43,7 @@ from schemas.api import (
 from schemas.deliveries import DeliveryTask
 from schemas.event_types import DEFAULT_TRIGGERS
 from schemas.events import Event
-from schemas.webhooks import ClientCredentials, RetiredSecret, Webhook
+from schemas.webhooks import MAX_RETIRED_SIGNING, ClientCredentials, RetiredSecret, Webhook
 from services.common.ids import new_id
 from services.common.secrets import generate_for, public_keys_shown
 from services.ingest.errors import ApiError
@@ -122,7 +122,14 @@ def shown(webhook: Webhook, *, with_secret: bool, unopened: bool = False) -> Web
 
 
 def _retired(current: Webhook, at: datetime, overlap: timedelta) -> list[RetiredSecret]:
-    """`current`'s secrets still signing once its secret is replaced at `at`."""
+    """`current`'s secrets still signing once its secret is replaced at `at`; a
+    409 when that would be more than MAX_RETIRED_SIGNING."""
+    still = [r for r in current.retired_secrets if r.expires_at > at]
+    if len(still) >= MAX_RETIRED_SIGNING:
+        soonest = min(r.expires_at for r in still)
+        raise ApiError(409, f"webhook {current.id} already has {len(still)} old secrets "
+                            f"signing beside its current one (at most {MAX_RETIRED_SIGNING}); "
+                            f"the next one stops at {soonest.isoformat()}: rotate after that")
     retired = [RetiredSecret(secret=current.secret, expires_at=at + overlap,
                              signature_scheme=current.signature_scheme)]
     return retired + [r for r in current.retired_secrets if r.expires_at > at]
