@@ -1,5 +1,6 @@
 """`python -m devtools.k8s_users`: write the Strimzi overlay's Kafka access from
-`services.common.kafka_acls`, for the default prefix:
+`services.common.kafka_acls`, for the default prefix (`hookbus.`, so the users
+are `hookbus-<role>`):
 
 - `users.yaml`: one `KafkaUser` per role (SCRAM-SHA-512, simple authorization,
   exactly the role's ACLs); Strimzi's user operator creates each user's
@@ -41,7 +42,7 @@ def render_users(topics: Topics) -> str:
             "apiVersion: kafka.strimzi.io/v1beta2",
             "kind: KafkaUser",
             "metadata:",
-            f"  name: {user_name(role)}",
+            f"  name: {user_name(role, topics.prefix)}",
             "  labels:",
             f"    strimzi.io/cluster: {CLUSTER}",
             "spec:",
@@ -56,7 +57,8 @@ def render_users(topics: Topics) -> str:
     return header + "---\n".join(documents)
 
 
-def render_access() -> str:
+def render_access(topics: Topics | None = None) -> str:
+    topics = topics or default_topics()
     documents = ["\n".join([
         "apiVersion: v1",
         "kind: ConfigMap",
@@ -69,7 +71,7 @@ def render_access() -> str:
         f"  HOOKBUS_KAFKA_SSL_CAFILE: {CA_DIR}/ca.crt",
     ]) + "\n"]
     for role, container in SERVICES.items():
-        user = user_name(role)
+        user = user_name(role, topics.prefix)
         documents.append("\n".join([
             "apiVersion: apps/v1",
             "kind: Deployment",

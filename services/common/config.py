@@ -108,6 +108,7 @@ class Env:
             raise ConfigError(f"{PREFIX}{name}: {exc}") from None
 
 
+DEFAULT_TOPIC_PREFIX = "hookbus."
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 
@@ -115,7 +116,8 @@ SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 @dataclass(frozen=True, slots=True)
 class KafkaSettings:
     """Where Kafka is and how a service logs in to it (contract §9). PLAINTEXT
-    needs nothing else; SASL_* needs a user and password; SSL and SASL_SSL
+    needs nothing else; SASL_* needs a user and password, and PLAIN (which
+    sends the password itself) is refused unless over TLS; SSL and SASL_SSL
     verify the brokers against `ssl_cafile` (else the system CAs) and present
     `ssl_certfile`/`ssl_keyfile` when given (mutual TLS). The password is never
     in the repr. `services.common.kafka_clients` turns these into client options."""
@@ -143,6 +145,11 @@ class KafkaSettings:
                 raise ConfigError(f"{PREFIX}KAFKA_SECURITY_PROTOCOL={protocol} needs "
                                   f"{PREFIX}KAFKA_SASL_USERNAME and {PREFIX}KAFKA_SASL_PASSWORD "
                                   f"(or {PREFIX}KAFKA_SASL_PASSWORD_FILE)")
+            if self.sasl_mechanism == "PLAIN" and not self.uses_tls:
+                # PLAIN sends the password itself; SCRAM never does.
+                raise ConfigError(f"{PREFIX}KAFKA_SASL_MECHANISM=PLAIN sends the password in "
+                                  f"clear over {PREFIX}KAFKA_SECURITY_PROTOCOL={protocol}: use "
+                                  "SASL_SSL, or SCRAM-SHA-512")
         elif self.sasl_username or self.sasl_password:
             raise ConfigError(f"a SASL user or password is set but {PREFIX}KAFKA_SECURITY_PROTOCOL"
                               f"={protocol} does not log in (SASL_SSL or SASL_PLAINTEXT does)")
@@ -180,7 +187,7 @@ class KafkaSettings:
                 raise ConfigError(f"{PREFIX}{name}: no such file: {path}")
         return cls(
             bootstrap=env.str("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
-            topic_prefix=env.str("TOPIC_PREFIX", "hookbus."),
+            topic_prefix=env.str("TOPIC_PREFIX", DEFAULT_TOPIC_PREFIX),
             security_protocol=env.str("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").strip().upper(),
             sasl_mechanism=env.str("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512").strip().upper(),
             sasl_username=env.optional("KAFKA_SASL_USERNAME"),

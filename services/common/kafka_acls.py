@@ -4,7 +4,8 @@ authorizer and runs the services under them, and the Strimzi overlay's
 `KafkaUser` resources are generated from them (`python -m devtools.k8s_users`).
 
 One principal per service, and one for producers, which may write `events`
-and nothing else. Topics are named literally: a prefixed pattern on
+and nothing else, named after the deployment's topic prefix (`user_name`), so
+that two deployments sharing a Kafka do not share principals. Topics are named literally: a prefixed pattern on
 `hookbus.events` would also match `hookbus.events.dlq`, one on
 `hookbus.deliveries` every retry tier and the dead letters. Only the retry
 tiers (their names follow `HOOKBUS_RETRY_SCHEDULE`) and ingest's transactional
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.common.config import DEFAULT_TOPIC_PREFIX, ConfigError
 from services.common.topics import Topics
 
 TOPIC, GROUP, TRANSACTIONAL_ID, CLUSTER = "topic", "group", "transactionalId", "cluster"
@@ -41,9 +43,17 @@ class Acl:
     operations: tuple[str, ...]     # e.g. ("Read", "Write")
 
 
-def user_name(role: str) -> str:
-    """The principal's user name (`User:<name>`), and its Strimzi `KafkaUser`."""
-    return f"hookbus-{role}"
+def user_name(role: str, prefix: str = DEFAULT_TOPIC_PREFIX) -> str:
+    """The user name (`User:<name>`, and the Strimzi `KafkaUser`) of `role` in
+    the deployment whose topics are under `prefix`: the prefix without its
+    final '.', then '-<role>' (`hookbus.` -> `hookbus-ingest`, `staging.` ->
+    `staging-ingest`). So two deployments on one Kafka have principals of
+    their own, as long as their prefixes differ by more than a final '.'."""
+    base = prefix.removesuffix(".")
+    if not base:
+        raise ConfigError(f"cannot name Kafka principals after the topic prefix {prefix!r}: "
+                          "set HOOKBUS_TOPIC_PREFIX (e.g. 'hookbus.')")
+    return f"{base}-{role}"
 
 
 def router_group(prefix: str) -> str:

@@ -55,7 +55,7 @@ DENIED = re.compile(r"Principal = User:(\S+) is Denied [Oo]peration = (\w+) from
 
 @pytest.fixture(scope="module")
 def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    lock = Lock({user_name(role): secrets.token_urlsafe(18) for role in ROLES})
+    lock = Lock({user_name(role, PREFIX): secrets.token_urlsafe(18) for role in ROLES})
     broker = Broker(tmp_path_factory.mktemp("locked-kafka"), free_port(), free_port(), lock=lock)
     broker.start()
     yield broker
@@ -79,7 +79,7 @@ async def stacks(locked: Broker, topics: Topics,
     """Ingest, router and deliverer, each logged in as its own principal over SASL_SSL."""
     log_dir = tmp_path_factory.mktemp("locked-stack")
     stacks = {service: make_stack(locked.bootstrap, topics.prefix, log_dir,
-                                  **locked.service_env(user_name(role)))
+                                  **locked.service_env(user_name(role, PREFIX)))
               for service, role in SERVICES.items()}
     for service, stack in stacks.items():
         stack.start(service)
@@ -155,7 +155,7 @@ async def test_the_services_work_under_their_own_acls(
 
     # An event written straight to `events` with the producers' credential.
     producer = AIOKafkaProducer(**client_options(locked.kafka_settings(
-        PREFIX, user_name(PRODUCER))), acks="all", enable_idempotence=True)
+        PREFIX, user_name(PRODUCER, PREFIX))), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         direct = {"id": "evt_direct_1", "type": "message.received", "app_id": APP,
@@ -192,7 +192,7 @@ async def test_the_services_work_under_their_own_acls(
         while (await client.call("GET", f"/webhooks/{doomed['id']}", 200))["enabled"]:
             await asyncio.sleep(0.2)
 
-    services = {user_name(role) for role in SERVICES.values()}
+    services = {user_name(role, PREFIX) for role in SERVICES.values()}
     assert [d for d in denials(locked) if d[0] in services] == []
     passwords = set(locked.lock.users.values())
     for stack in stacks.values():
@@ -205,7 +205,7 @@ async def test_a_producer_may_write_events_and_nothing_else(
     locked: Broker, topics: Topics,
 ) -> None:
     for tls in (True, False):  # SASL_SSL and SASL_PLAINTEXT
-        kafka = locked.kafka_settings(PREFIX, user_name(PRODUCER), tls=tls)
+        kafka = locked.kafka_settings(PREFIX, user_name(PRODUCER, PREFIX), tls=tls)
         producer = AIOKafkaProducer(**client_options(kafka), acks="all")
         await producer.start()
         try:
@@ -218,7 +218,7 @@ async def test_a_producer_may_write_events_and_nothing_else(
         finally:
             await producer.stop()
 
-    kafka = locked.kafka_settings(PREFIX, user_name(PRODUCER))
+    kafka = locked.kafka_settings(PREFIX, user_name(PRODUCER, PREFIX))
     for topic in (topics.webhooks, topics.deliveries, topics.events):  # not even its own
         with pytest.raises(TopicAuthorizationFailedError):
             await read(kafka, topic)
@@ -239,10 +239,11 @@ async def read(kafka: KafkaSettings, topic: str, group_id: str | None = None) ->
 
 async def test_a_wrong_password_is_refused(locked: Broker, topics: Topics,
                                            caplog: pytest.LogCaptureFixture) -> None:
+    user = user_name(PRODUCER, PREFIX)
     for tls in (True, False):
         caplog.clear()
-        kafka = locked.kafka_settings(PREFIX, user_name(PRODUCER), tls=tls,
-                                      password="not-" + locked.lock.users[user_name(PRODUCER)])
+        kafka = locked.kafka_settings(PREFIX, user, tls=tls,
+                                      password="not-" + locked.lock.users[user])
         producer = AIOKafkaProducer(**client_options(kafka), request_timeout_ms=5000)
         with pytest.raises(KafkaConnectionError):  # aiokafka: "Unable to bootstrap"
             await producer.start()
@@ -256,12 +257,12 @@ async def test_a_service_with_another_principals_credential_stops(
     """The router logged in as the producer may not read `webhooks`: it exits
     and says why, rather than wait in a pod that looks alive."""
     stack = make_stack(locked.bootstrap, topics.prefix, tmp_path,
-                       **locked.service_env(user_name(PRODUCER)))
+                       **locked.service_env(user_name(PRODUCER, PREFIX)))
     router = stack.start("router")
     try:
         assert await asyncio.to_thread(router.process.wait, 60) != 0
         assert "TopicAuthorizationFailedError" in router.log()
-        assert any(d[0] == user_name(PRODUCER) and d[4] == topics.webhooks
+        assert any(d[0] == user_name(PRODUCER, PREFIX) and d[4] == topics.webhooks
                    for d in denials(locked))
     finally:
         stack.stop()

@@ -51,7 +51,7 @@ def test_sasl_ssl_with_scram_sha_512(ca_file: str) -> None:
 
 
 @pytest.mark.parametrize(("protocol", "mechanism"), [
-    ("SASL_SSL", "SCRAM-SHA-512"), ("SASL_PLAINTEXT", "SCRAM-SHA-256"), ("SASL_PLAINTEXT", "PLAIN"),
+    ("SASL_SSL", "SCRAM-SHA-512"), ("SASL_PLAINTEXT", "SCRAM-SHA-256"), ("SASL_SSL", "PLAIN"),
     ("SSL", None),
 ])
 def test_faust_gets_the_same_options_as_the_other_clients(
@@ -97,6 +97,8 @@ def test_the_password_is_never_shown(tmp_path: Path) -> None:
     ({"SASL_USERNAME": "u", "SASL_PASSWORD": PASSWORD}, "PLAINTEXT does not log in"),
     ({"SECURITY_PROTOCOL": "SASL_PLAINTEXT", "SASL_USERNAME": "u", "SASL_PASSWORD": PASSWORD,
       "SASL_PASSWORD_FILE": "/p"}, "not both"),
+    ({"SECURITY_PROTOCOL": "SASL_PLAINTEXT", "SASL_USERNAME": "u", "SASL_PASSWORD": PASSWORD,
+      "SASL_MECHANISM": "PLAIN"}, "PLAIN sends the password in clear"),
     ({"SECURITY_PROTOCOL": "SASL_PLAINTEXT", "SASL_USERNAME": "u",
       "SASL_PASSWORD_FILE": "/nonexistent/password"}, "cannot read /nonexistent/password"),
     ({"SECURITY_PROTOCOL": "SSL", "SSL_CAFILE": "/nonexistent/ca.crt"},
