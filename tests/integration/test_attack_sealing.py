@@ -30,6 +30,7 @@ from services.common.topics import Topics
 from tests.conftest import (
     SECRET_KEYS,
     SECRET_KEYS_TEXT,
+    Received,
     Receiver,
     auth,
     consumer_records,
@@ -61,6 +62,24 @@ async def current_record(bootstrap: str, topic: str, webhook_id: str) -> tuple[d
              if r.key == webhook_id.encode() and r.value is not None]
     assert found, f"no record of {webhook_id}"
     return msgspec.json.decode(found[-1].value), found[-1].partition
+
+
+async def rewrite_then_publish(kafka: Broker, topics: Topics, producer: AIOKafkaProducer,
+                               client: Client, receiver: Receiver, webhook_id: str,
+                               changes: dict, path: str) -> Received | None:
+    """As a writer of the webhooks topic: the webhook's record with `changes` as
+    its next version; then an event of its app, and what `path` got of it."""
+    record, partition = await current_record(kafka.bootstrap, topics.webhooks, webhook_id)
+    record |= changes
+    record["version"] += 1
+    await producer.send_and_wait(topics.webhooks, msgspec.json.encode(record),
+                                 key=webhook_id.encode(), partition=partition)
+    await asyncio.sleep(1.5)  # in force within a second (contract §6)
+    event = await client.publish("message.received")
+    try:
+        return await receiver.wait_for(path, event, timeout=8)
+    except TimeoutError:
+        return None
 
 
 async def token_endpoint(request: web.Request, n: int) -> web.Response:
@@ -134,17 +153,8 @@ async def test_a_webhooks_writer_cannot_have_the_victims_oauth_token_presented_t
         target=receiver.url("/hook"), triggers=["message.received"],
         client_credentials={"client_id": "victim", "client_secret": CLIENT_SECRET,
                             "endpoint": receiver.url("/token")})
-    record, partition = await current_record(kafka.bootstrap, topics.webhooks, hook["id"])
-    record["target"] = receiver.url("/evil-hook")
-    record["version"] += 1
-    await producer.send_and_wait(topics.webhooks, msgspec.json.encode(record),
-                                 key=hook["id"].encode(), partition=partition)
-    await asyncio.sleep(1.5)
-    event = await client.publish("message.received")
-    try:
-        got = await receiver.wait_for("/evil-hook", event, timeout=10)
-    except TimeoutError:
-        got = None
+    got = await rewrite_then_publish(kafka, topics, producer, client, receiver, hook["id"],
+                                     {"target": receiver.url("/evil-hook")}, "/evil-hook")
     assert got is None or "victims-access-token" not in got.headers.get("Authorization", ""), \
         f"the victim's OAuth token went to the writer's target: {got.headers['Authorization']}"
 
@@ -335,17 +345,9 @@ async def test_once_resealed_a_plain_text_secret_written_to_the_topic_is_not_sig
     client = Client(http, stack.ingest_url, "app_downgrade")
     hook = await client.create_webhook(target=receiver.url("/down"),
                                        triggers=["message.received"])
-    record, partition = await current_record(kafka.bootstrap, topics.webhooks, hook["id"])
-    record["secret"] = "whsec_" + base64.b64encode(b"attacker-chosen-secret").decode()
-    record["version"] += 1
-    await producer.send_and_wait(topics.webhooks, msgspec.json.encode(record),
-                                 key=hook["id"].encode(), partition=partition)
-    await asyncio.sleep(1.5)
-    event = await client.publish("message.received")
-    try:
-        got = await receiver.wait_for("/down", event, timeout=8)
-    except TimeoutError:
-        got = None
+    got = await rewrite_then_publish(
+        kafka, topics, producer, client, receiver, hook["id"],
+        {"secret": "whsec_" + base64.b64encode(b"attacker-chosen-secret").decode()}, "/down")
     assert got is None, ("signed with the plain-text secret the writer chose: "
                          + got.headers["webhook-signature"])
 

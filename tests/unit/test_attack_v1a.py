@@ -18,7 +18,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from schemas.api import EventIn
 from schemas.webhooks import RetiredSecret, Webhook, webhook_decoder
-from services.common.secrets import generate_private_key, generate_secret, public_keys_shown
+from services.common.secrets import generate_private_key, generate_secret
 from services.deliverer.signing import keys_of, signature_headers
 from services.ingest.validation import event_problems
 
@@ -62,14 +62,19 @@ def test_make_receiver_refuses_a_forgery_under_a_small_order_public_key() -> Non
         verify_v1a(key, body, forged_headers())
 
 
-def test_readme_snippet_refuses_a_forgery_under_a_small_order_public_key() -> None:
-    """The README's `verify_v1a`, which customers copy, has the same hole."""
+def readme_verify_v1a():  # noqa: ANN201
+    """The README's `verify_v1a`, run as customers copy it."""
     snippet = re.search(r"Verifying a `v1a` delivery.*?```python\n(.*?)```",
                         README.read_text(), re.S)
     assert snippet is not None
     namespace: dict[str, object] = {}
     exec(snippet[1], namespace)  # the README's own code
-    verify = namespace["verify_v1a"]
+    return namespace["verify_v1a"]
+
+
+def test_readme_snippet_refuses_a_forgery_under_a_small_order_public_key() -> None:
+    """The README's `verify_v1a`, which customers copy, has the same hole."""
+    verify = readme_verify_v1a()
     body = b'{"type":"payment.succeeded","data":{"amount":1000000}}'
     assert not verify(SMALL_ORDER_WHPK, forged_headers(), body), (  # type: ignore[operator]
         "the README's verify_v1a accepted a forged signature under a small-order whpk_")
@@ -85,12 +90,7 @@ def test_readme_snippet_answers_a_hostile_request_with_false(changed: dict[str, 
     try, so a customer's handler that copied it answers 500."""
     from services.common.secrets import public_key as whpk_of
 
-    snippet = re.search(r"Verifying a `v1a` delivery.*?```python\n(.*?)```",
-                        README.read_text(), re.S)
-    assert snippet is not None
-    namespace: dict[str, object] = {}
-    exec(snippet[1], namespace)  # the README's own code
-    verify = namespace["verify_v1a"]
+    verify = readme_verify_v1a()
     assert verify(whpk_of(generate_private_key()),  # type: ignore[operator]
                   forged_headers() | changed, b"{}") is False
 
