@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -185,7 +186,7 @@ class KafkaSettings:
         for name, path in files.items():
             if path is not None and not os.path.isfile(path):
                 raise ConfigError(f"{PREFIX}{name}: no such file: {path}")
-        return cls(
+        settings = cls(
             bootstrap=env.str("KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
             topic_prefix=env.str("TOPIC_PREFIX", DEFAULT_TOPIC_PREFIX),
             security_protocol=env.str("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").strip().upper(),
@@ -196,11 +197,31 @@ class KafkaSettings:
             ssl_certfile=files["KAFKA_SSL_CERTFILE"],
             ssl_keyfile=files["KAFKA_SSL_KEYFILE"],
         )
+        if settings.uses_tls:
+            _check_tls_files(settings)
+        return settings
 
 
 # What a Kafka client is built from: a service's settings, or bootstrap servers
 # alone (PLAINTEXT; the development tools and tests).
 KafkaAccess = KafkaSettings | str
+
+
+def _check_tls_files(kafka: KafkaSettings) -> None:
+    """Load the CA, certificate and key once, so that a file that is not one (or
+    a key that does not match its certificate) stops the service in one line,
+    not as a traceback at its first connection."""
+    context = ssl.create_default_context()
+    name = "KAFKA_SSL_CAFILE"
+    try:
+        if kafka.ssl_cafile:
+            context.load_verify_locations(cafile=kafka.ssl_cafile)
+        if kafka.ssl_certfile:
+            name = "KAFKA_SSL_CERTFILE / KAFKA_SSL_KEYFILE"
+            context.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"{PREFIX}{name}: not usable for TLS ({reason})") from None
 
 
 def _read_secret_file(name: str, path: str) -> str:

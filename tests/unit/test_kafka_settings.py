@@ -130,3 +130,19 @@ def test_mutual_tls(tmp_path: Path) -> None:
     options = client_options(kafka)
     assert options["security_protocol"] == "SSL" and "sasl_mechanism" not in options
     assert isinstance(options["ssl_context"], ssl.SSLContext)
+
+
+def test_tls_files_that_are_not_usable_stop_the_service_in_one_line(tmp_path: Path) -> None:
+    """A CA file that is not a certificate (or a key that is not its
+    certificate's) failed only at the first connection, with a traceback."""
+    garbage = tmp_path / "ca.crt"
+    garbage.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match="HOOKBUS_KAFKA_SSL_CAFILE: not usable for TLS"):
+        settings(SECURITY_PROTOCOL="SSL", SSL_CAFILE=str(garbage))
+    ca = trustme.CA()
+    one, other = ca.issue_cert("one"), ca.issue_cert("other")
+    cert, key = tmp_path / "client.crt", tmp_path / "client.key"
+    one.cert_chain_pems[0].write_to_path(str(cert))
+    other.private_key_pem.write_to_path(str(key))
+    with pytest.raises(ConfigError, match="SSL_CERTFILE / KAFKA_SSL_KEYFILE: not usable for TLS"):
+        settings(SECURITY_PROTOCOL="SSL", SSL_CERTFILE=str(cert), SSL_KEYFILE=str(key))
