@@ -81,6 +81,9 @@ def private_key(secret: str) -> Ed25519PrivateKey:
     if len(raw) != _PRIVATE_KEY_BYTES:
         raise InvalidKey(f"must hold {_PRIVATE_KEY_BYTES} bytes (an ed25519 seed, then its "
                          f"public key), not {len(raw)}")
+    if base64.b64encode(raw).decode() != secret[len(PRIVATE_KEY_PREFIX):]:
+        # Non-zero padding bits: the same key spelt another way (Svix refuses it).
+        raise InvalidKey(f"the part after {PRIVATE_KEY_PREFIX} must be canonical base64")
     key = Ed25519PrivateKey.from_private_bytes(raw[:_SEED_BYTES])
     if key.public_key().public_bytes_raw() != raw[_SEED_BYTES:]:
         raise InvalidKey("its last 32 bytes are not the public key of its first 32")

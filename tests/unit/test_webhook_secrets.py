@@ -58,6 +58,9 @@ def test_svix_keys_read_the_same() -> None:
     assert private_key(SVIX_KEY).private_bytes_raw() == b64(SVIX_KEY[5:])[:32]
 
 
+B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
 @pytest.mark.parametrize(("secret", "reason"), [
     (ALTERED_KEY, "not the public key of its first 32"),
     (SEED_ONLY, "must hold 64 bytes"),
@@ -66,6 +69,8 @@ def test_svix_keys_read_the_same() -> None:
     ("whsk_ü" + "A" * 86, "must be base64"),  # not ASCII: b64decode's ValueError
     ("whsk_" + base64.b64encode(bytes(65)).decode(), "not 65"),
     ("whsec_" + base64.b64encode(bytes(64)).decode(), "must start with whsk_"),
+    (SVIX_KEY[:-3] + B64_ALPHABET[B64_ALPHABET.index(SVIX_KEY[-3]) ^ 1] + "==",
+     "must be canonical base64"),  # the same bytes, a padding bit set
 ])
 def test_what_is_no_ed25519_key(secret: str, reason: str) -> None:
     with pytest.raises(InvalidKey, match=reason):
