@@ -1,5 +1,9 @@
-"""Records of the `attempts` topic: one per delivery attempt, and one per
-deferral (`deferred`, with its reason in `error`), keyed by webhook id."""
+"""Records of the `attempts` topic: one per delivery attempt, one per deferral
+(`deferred`, with its reason in `error`), and one per task dropped unsent because
+its webhook was deleted or disabled (`dropped`), keyed by webhook id.
+
+Evolution rules: new fields get defaults; a field's type never changes. A reader
+older than a result value skips that record (it does not decode)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Literal
 
 import msgspec
 
-AttemptResult = Literal["success", "failure", "gone", "refused", "deferred"]
+AttemptResult = Literal["success", "failure", "gone", "refused", "deferred", "dropped"]
 
 
 class Attempt(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -27,6 +31,10 @@ class Attempt(msgspec.Struct, kw_only=True, omit_defaults=True):
     response: str | None = None
     # For a deferral: when the task is tried again, at the earliest.
     retry_at: datetime | None = None
+    # The task's app and its event's time (empty / None in records written before
+    # they were added): what the event log (issue 11) files an attempt under.
+    app_id: str = ""
+    event_created_at: datetime | None = None
 
 
 attempt_decoder = msgspec.json.Decoder(Attempt)

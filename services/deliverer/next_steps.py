@@ -204,9 +204,9 @@ def next_steps(task: DeliveryTask, situation: Situation, *, failing_since: float
             return _defer(waiting, 0.0, "unknown webhook: not known to the deliverer yet",
                           failing_since, policy, now, keep_deadline=True)
         case Deleted():
-            return Plan((), "dropped", failing_since, "dropped: the webhook was deleted")
+            return _dropped(task, "the webhook was deleted", failing_since, now)
         case Disabled():
-            return Plan((), "dropped", failing_since, "dropped: the webhook is disabled")
+            return _dropped(task, "the webhook is disabled", failing_since, now)
         case Forged(owner):
             return _dead(task, f"forged: webhook {task.webhook_id} belongs to app {owner}, "
                                f"not {task.app_id}", "dead", failing_since)
@@ -276,7 +276,7 @@ def _defer(task: DeliveryTask, wait: float, reason: str, failing_since: float | 
     record = RecordAttempt(Attempt(
         webhook_id=task.webhook_id, event_id=task.event_id, event_type=task.event_type,
         attempt=task.attempt, at=_time(now), result="deferred", error=reason,
-        retry_at=_time(retry_at)))
+        retry_at=_time(retry_at), app_id=task.app_id, event_created_at=task.event_created_at))
     return Plan((record, Retry(step.tier, deferred)), "deferred", failing_since,
                 f"deferred {retry_at - now:.1f}s: {reason}")
 
@@ -301,7 +301,18 @@ def _record(task: DeliveryTask, result: AttemptResult, now: float,
         attempt=task.attempt, at=_time(now), result=result,
         latency_ms=round(report.latency * 1000, 2), status_code=report.status_code,
         error=getattr(report.outcome, "error", None), response=report.excerpt,
+        app_id=task.app_id, event_created_at=task.event_created_at,
     ))
+
+
+def _dropped(task: DeliveryTask, reason: str, failing_since: float | None,
+             now: float) -> Plan:
+    """Not sent, and not retried: recorded, so that the event log can say so."""
+    record = RecordAttempt(Attempt(
+        webhook_id=task.webhook_id, event_id=task.event_id, event_type=task.event_type,
+        attempt=task.attempt, at=_time(now), result="dropped", error=reason,
+        app_id=task.app_id, event_created_at=task.event_created_at))
+    return Plan((record,), "dropped", failing_since, f"dropped: {reason}")
 
 
 def _time(seconds: float) -> datetime:

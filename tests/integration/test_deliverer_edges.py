@@ -276,3 +276,26 @@ async def test_the_token_response_is_read_with_a_size_limit(receiver: Receiver) 
                 await tokens.token(creds)
         creds = ClientCredentials(client_id="id", client_secret="s", endpoint=receiver.url("/fine"))
         assert await tokens.token(creds) == "tok"
+
+
+async def test_a_task_for_a_deleted_webhook_is_dropped_and_recorded(
+    client: Client, stack: Stack, topics: Topics, receiver: Receiver,
+    producer: AIOKafkaProducer
+) -> None:
+    """Nothing is sent, nothing retried, and an attempt record says so, with the
+    task's app and its event's time (what the event log files it under)."""
+    hook = await client.create_webhook(target=receiver.url("/deleted"))
+    await client.call("DELETE", f"/webhooks/{hook['id']}", 204)
+    await asyncio.sleep(1.2)  # in force within a second (contract §6)
+    await producer.send_and_wait(topics.deliveries, a_task(hook["id"], "evt_dropped"),
+                                 key=hook["id"].encode())
+    async with asyncio.timeout(30):
+        while not (dropped := [a for a in await attempt_records(stack, topics)
+                               if a.event_id == "evt_dropped"]):
+            await asyncio.sleep(0.3)
+    (record,) = dropped
+    assert (record.result, record.error, record.app_id) == \
+        ("dropped", "the webhook was deleted", APP)
+    assert record.event_created_at is not None
+    assert receiver.on("/deleted") == []
+    assert_no_crash(stack)

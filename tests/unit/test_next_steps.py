@@ -219,12 +219,29 @@ def test_an_unknown_webhook_is_deferred_for_the_grace_then_dead_lettered() -> No
     assert only(late, DeadLetter).task.last_error == "unknown webhook"
 
 
-@pytest.mark.parametrize(("situation", "outcome"), [
-    (Deleted(), "dropped"), (Disabled(), "dropped"), (Dismissed(), "dismissed"),
+def test_nothing_is_written_for_a_dismissed_target() -> None:
+    p = plan(Dismissed(), failing_since=NOW - 3)
+    assert (p.writes, p.outcome, p.failing_since) == ((), "dismissed", NOW - 3)
+
+
+@pytest.mark.parametrize(("situation", "reason"), [
+    (Deleted(), "the webhook was deleted"), (Disabled(), "the webhook is disabled"),
 ])
-def test_nothing_is_written_for(situation, outcome: str) -> None:
-    p = plan(situation, failing_since=NOW - 3)
-    assert (p.writes, p.outcome, p.failing_since) == ((), outcome, NOW - 3)
+def test_a_dropped_task_is_recorded_not_sent(situation, reason: str) -> None:
+    """The event log (issue 11) counts it as `dropped`: it needs a record."""
+    p = plan(situation, task(attempt=2), failing_since=NOW - 3)
+    assert (kinds(p), p.outcome, p.failing_since) == (["RecordAttempt"], "dropped", NOW - 3)
+    record = only(p, RecordAttempt).attempt
+    assert (record.result, record.error, record.attempt) == ("dropped", reason, 2)
+
+
+def test_every_attempt_record_names_its_app_and_its_events_time() -> None:
+    for situation in (failed(), Attempted(Report(Delivered(200), 0.1, 200)), Deleted(),
+                      BreakerOpen(1.0), QueueFull("full", 1.0), UnknownWebhook()):
+        for write in plan(situation).writes:
+            if isinstance(write, RecordAttempt):
+                assert (write.attempt.app_id, write.attempt.event_created_at) == \
+                    (TASK.app_id, TASK.event_created_at)
 
 
 @pytest.mark.parametrize(("the_task", "the_webhook", "expected"), [
