@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
+import msgspec
 import pytest
 from aiohttp import web
 
@@ -15,7 +16,7 @@ from services.common.target_policy import TargetPolicy
 from services.common.topics import Topics
 from services.ingest.app import create_app
 from services.ingest.settings import Settings
-from tests.conftest import JWT_SECRET, SECRET_KEYS, records
+from tests.conftest import JWT_SECRET, SECRET_KEYS, consumer_records, records
 
 APP = "app_1"
 
@@ -66,3 +67,17 @@ def assert_error(status: int, body: dict | None, code: int, field: str | None = 
     assert "Traceback" not in error["message"]
     if field is not None:
         assert field in [d["field"] for d in error["details"]], error
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def current_record(bootstrap: str, topic: str, webhook_id: str) -> tuple[dict, int]:
+    """The last record of `webhook_id` as JSON, and its partition."""
+    found = [r for r in await consumer_records(bootstrap, topic)
+             if r.key == webhook_id.encode() and r.value is not None]
+    assert found, f"no record of {webhook_id}"
+    return msgspec.json.decode(found[-1].value), found[-1].partition

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import aiohttp
 import msgspec
@@ -22,12 +21,6 @@ from services.common.topics import Topics
 from tests.conftest import Receiver
 from tests.integration.client import Client
 from tests.integration.test_deliverer_edges import a_task, assert_no_crash, attempt_records
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 

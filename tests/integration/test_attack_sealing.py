@@ -12,7 +12,6 @@ import base64
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,35 +32,20 @@ from tests.conftest import (
     Received,
     Receiver,
     auth,
-    consumer_records,
     records,
     until,
 )
 from tests.integration.client import Client
-from tests.integration.conftest import Api
+from tests.integration.conftest import current_record, Api
 
 NOW = datetime.now(UTC)
 CLIENT_SECRET = "victims-oauth-client-secret-0123456789"
 T1_FIRST = SecretKeys.parse(",".join(reversed(SECRET_KEYS_TEXT.split(","))))  # t1 seals
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def legacy(webhook_id: str, app_id: str, target: str, secret: str) -> Webhook:
     return Webhook(id=webhook_id, app_id=app_id, target=target, triggers=["message.received"],
                    secret=secret, created_at=NOW, updated_at=NOW)
-
-
-async def current_record(bootstrap: str, topic: str, webhook_id: str) -> tuple[dict, int]:
-    """The last record of `webhook_id` as JSON, and its partition."""
-    found = [r for r in await consumer_records(bootstrap, topic)
-             if r.key == webhook_id.encode() and r.value is not None]
-    assert found, f"no record of {webhook_id}"
-    return msgspec.json.decode(found[-1].value), found[-1].partition
 
 
 async def rewrite_then_publish(kafka: Broker, topics: Topics, producer: AIOKafkaProducer,

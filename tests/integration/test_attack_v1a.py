@@ -7,11 +7,9 @@ reseal`). Each test failed against the code as it was reviewed."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import aiohttp
 import msgspec
-import pytest
 from aiokafka import AIOKafkaProducer
 
 from devtools.broker import Broker
@@ -21,24 +19,10 @@ from services.common.topics import Topics
 from services.common.webhooks_view import REPAIR_HEADER
 from tests.conftest import Receiver, auth, consumer_records, records, until
 from tests.integration.client import Client
-from tests.integration.conftest import APP, Api, assert_error
+from tests.integration.conftest import current_record, APP, Api, assert_error
 
 HOOKS = f"/v1/apps/{APP}/webhooks"
 MAX_OLD_KEYS = 10  # Svix's ExpiringSigningKeys::MAX_OLD_KEYS
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-async def current_record(bootstrap: str, topic: str, webhook_id: str) -> tuple[dict, int]:
-    """The last record of `webhook_id` as JSON, and its partition."""
-    found = [r for r in await consumer_records(bootstrap, topic)
-             if r.key == webhook_id.encode() and r.value is not None]
-    assert found, f"no record of {webhook_id}"
-    return msgspec.json.decode(found[-1].value), found[-1].partition
 
 
 async def add_naive_retired_key(producer: AIOKafkaProducer, bootstrap: str, topics: Topics,

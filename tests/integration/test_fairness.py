@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -38,12 +37,6 @@ class Slow:
         except TimeoutError:
             pass
         return web.Response(status=204)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def publish_batch(client: Client, count: int, **data: object) -> list[str]:

@@ -199,6 +199,15 @@ def test_keys_of_a_webhook(stored: StoredWebhook, expected: list[tuple[str, str]
             assert k == signing_key(secret)
 
 
+def test_a_v1a_key_is_parsed_once_not_at_every_attempt() -> None:
+    stored = webhook("v1a", generate_private_key())
+    first = keys_of(stored, AT)
+    misses = private_key.cache_info().misses
+    for _ in range(3):
+        assert keys_of(stored, AT) == first
+    assert private_key.cache_info().misses == misses
+
+
 def test_a_v1a_secret_that_is_no_key_cannot_sign() -> None:
     with pytest.raises(InvalidKey):
         keys_of(webhook("v1a", NEW_HMAC), AT)
