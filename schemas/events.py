@@ -7,6 +7,10 @@ from typing import Any
 
 import msgspec
 
+# An event id's length at most, in characters: it is every delivery's `webhook-id`
+# header (ingest refuses longer ids; the router dead-letters them).
+MAX_EVENT_ID = 128
+
 
 class Event(msgspec.Struct, kw_only=True):
     """The envelope as ingest writes it and as every webhook receives it."""

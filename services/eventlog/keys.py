@@ -39,7 +39,10 @@ class BadKey(ValueError):
 
 def part(value: str, what: str) -> bytes:
     """An id as a key component: its length, then its UTF-8 bytes."""
-    raw = value.encode()
+    try:
+        raw = value.encode()
+    except UnicodeEncodeError:  # a lone surrogate (a header's undecodable byte)
+        raise BadKey(f"{what} is not encodable as UTF-8") from None
     if not 0 < len(raw) < _LIMIT:
         raise BadKey(f"{what} must be 1 to {_LIMIT - 1} bytes")
     return struct.pack(">H", len(raw)) + raw
@@ -52,7 +55,10 @@ def _read_part(key: bytes, at: int) -> tuple[str, int]:
     n = struct.unpack(">H", key[at:at + 2])[0]
     if len(key) < at + 2 + n:
         raise BadKey("a key ends inside an id")
-    return key[at + 2:at + 2 + n].decode(), at + 2 + n
+    try:
+        return key[at + 2:at + 2 + n].decode(), at + 2 + n
+    except UnicodeDecodeError:  # a forged cursor's bytes
+        raise BadKey("an id in a key is not UTF-8") from None
 
 
 def inverted(ms: int) -> bytes:
@@ -127,8 +133,12 @@ def prefix_end(prefix: bytes) -> bytes:
 
 
 def partition_of(app_id: str, partitions: int) -> int:
-    """The partition of `events` the default partitioner of every Kafka client
-    puts the key `app_id` in: the partition (of the table too) that owns it."""
+    """The partition murmur2 puts the key `app_id` in, as Java's and aiokafka's
+    default partitioners do (ingest's, the router's): the partition (of the table
+    too) that owns it. Not librdkafka's default (CRC32), sarama's (FNV-1a) or
+    kafka-go's (round-robin): events a producer writes directly with one of
+    those land elsewhere, so the event log must re-key what it reads from
+    `events` by this function, not trust the partition (docs/design/event-log.md)."""
     return (murmur2(app_id.encode()) & 0x7FFFFFFF) % partitions
 
 
@@ -138,11 +148,17 @@ def cursor_of(key: bytes) -> str:
 
 def key_of_cursor(cursor: str, prefix: bytes) -> bytes:
     """The key a cursor stands for, if it is one under `prefix` (the app and
-    kind being listed); else BadKey, which the API answers with a 400."""
+    kind being listed) and whole (an event key splits); else BadKey, which the
+    API answers with a 400."""
     try:
         key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
     except (binascii.Error, ValueError):
         raise BadKey("not a cursor this API gave") from None
     if not key.startswith(prefix) or len(key) == len(prefix):
         raise BadKey("not a cursor this API gave")
+    if key[:1] == b"E":
+        try:
+            split_event_key(key)
+        except BadKey:
+            raise BadKey("not a cursor this API gave") from None
     return key

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from schemas.api import ErrorDetail, EventIn, WebhookCreate
+from schemas.events import MAX_EVENT_ID
 from schemas.webhooks import ClientCredentials, SignatureScheme
 from services.common.secrets import secret_problem
 from services.common.target_policy import TargetPolicy
@@ -98,8 +99,8 @@ def event_problems(body: EventIn, app_id: str) -> list[ErrorDetail]:
         problems.append(ErrorDetail("type", f"{body.type} is sent only by Hookbus"))
     if body.app_id is not None and body.app_id != app_id:
         problems.append(ErrorDetail("app_id", "must match the app in the path"))
-    if body.id is not None and not 0 < len(body.id) <= 128:
-        problems.append(ErrorDetail("id", "must be 1 to 128 characters"))
+    if body.id is not None and not 0 < len(body.id) <= MAX_EVENT_ID:
+        problems.append(ErrorDetail("id", f"must be 1 to {MAX_EVENT_ID} characters"))
     elif body.id is not None and "." in body.id:
         # Signed as "{id}.{timestamp}.{body}" (Standard Webhooks): a "." splits two ways.
         problems.append(ErrorDetail("id", "must not hold '.' (it is signed as "

@@ -31,7 +31,7 @@ from typing import Any
 import msgspec
 
 from schemas.deliveries import DeliveryTask
-from schemas.events import Event, EventDeadLetter, EventRecord
+from schemas.events import MAX_EVENT_ID, Event, EventDeadLetter, EventRecord
 from services.common.triggers import CANONICAL_TYPES, RESERVED_TYPES
 from services.router.matching import SubscriptionIndex
 
@@ -119,6 +119,9 @@ def _plan(
                           f"{MAX_DATA_DEPTH} levels are routed)")
     except msgspec.DecodeError as exc:
         return Unroutable(_clip(f"not an event envelope: {exc}"))
+    if record.id is not None and not 0 < len(record.id) <= MAX_EVENT_ID:
+        return Unroutable(f"an event id must be 1 to {MAX_EVENT_ID} characters "
+                          f"(as ingest requires), not {len(record.id)}")
     if record.id is not None and "." in record.id:
         return Unroutable(ID_WITH_A_DOT)
     if record.type not in CANONICAL_TYPES:
