@@ -162,3 +162,106 @@ def key_of_cursor(cursor: str, prefix: bytes) -> bytes:
         except BadKey:
             raise BadKey("not a cursor this API gave") from None
     return key
+
+
+# -- the rest of the table (services/eventlog/fold.py) -------------------------
+#     A | app | event | webhook | at(8) | src(12)   an attempt row of one delivery:
+#                                                  its H key (oldest first)
+#     H | app | webhook | inv_at(8) | src(12)       a webhook's attempts, newest first:
+#                                                  the attempt record
+#     F | app | inv_time | event                    events with a delivery retrying or dead
+#     O | app | event | webhook | src(12)           an attempt filed before its event was
+#                                                  routed (adopted when it is)
+#     W | app | webhook                             a webhook's last results and streak
+#     M | app | webhook | minute(8)                 per-minute counters (the last hour)
+#     S | app | webhook | hour(8)                   per-hour counters (day and week)
+#     J | app | webhook | job                       replay jobs
+# `src` is the `attempts` record's partition (4) and offset (8): an attempt's
+# identity, so filing one twice writes the same keys.
+
+def _src(partition: int, offset: int) -> bytes:
+    if not (0 <= partition < 1 << 31 and 0 <= offset < 1 << 63):
+        raise BadKey("partition or offset out of range")
+    return struct.pack(">IQ", partition, offset)
+
+
+def _ascending(ms: int) -> bytes:
+    if not -_SHIFT <= ms < _SHIFT:
+        raise BadKey(f"time out of range: {ms} ms")
+    return struct.pack(">Q", ms + _SHIFT)
+
+
+def attempt_row_key(app_id: str, event_id: str, webhook_id: str, at_ms: int,
+                    partition: int, offset: int) -> bytes:
+    return (attempts_prefix(app_id, event_id, webhook_id) + _ascending(at_ms)
+            + _src(partition, offset))
+
+
+def event_attempts_prefix(app_id: str, event_id: str) -> bytes:
+    return b"A" + part(app_id, "app id") + part(event_id, "event id")
+
+
+def history_prefix(app_id: str, webhook_id: str) -> bytes:
+    return b"H" + part(app_id, "app id") + part(webhook_id, "webhook id")
+
+
+def history_key(app_id: str, webhook_id: str, at_ms: int, partition: int, offset: int) -> bytes:
+    return history_prefix(app_id, webhook_id) + inverted(at_ms) + _src(partition, offset)
+
+
+def failed_prefix(app_id: str) -> bytes:
+    return b"F" + part(app_id, "app id")
+
+
+def failed_key(app_id: str, created_ms: int, event_id: str) -> bytes:
+    return failed_prefix(app_id) + inverted(created_ms) + part(event_id, "event id")
+
+
+def event_key_of_failed(key: bytes) -> bytes:
+    """The E key a F key stands for (same layout after the tag)."""
+    if key[:1] != b"F":
+        raise BadKey("not a failed-event key")
+    return b"E" + key[1:]
+
+
+def orphans_prefix(app_id: str, event_id: str) -> bytes:
+    return b"O" + part(app_id, "app id") + part(event_id, "event id")
+
+
+def orphan_key(app_id: str, event_id: str, webhook_id: str, partition: int,
+               offset: int) -> bytes:
+    return orphans_prefix(app_id, event_id) + part(webhook_id, "webhook id") + _src(
+        partition, offset)
+
+
+def webhook_key(app_id: str, webhook_id: str) -> bytes:
+    return b"W" + part(app_id, "app id") + part(webhook_id, "webhook id")
+
+
+def minute_key(app_id: str, webhook_id: str, minute: int) -> bytes:
+    return b"M" + part(app_id, "app id") + part(webhook_id, "webhook id") + _ascending(minute)
+
+
+def hour_key(app_id: str, webhook_id: str, hour: int) -> bytes:
+    return b"S" + part(app_id, "app id") + part(webhook_id, "webhook id") + _ascending(hour)
+
+
+def jobs_prefix(app_id: str, webhook_id: str) -> bytes:
+    return b"J" + part(app_id, "app id") + part(webhook_id, "webhook id")
+
+
+def job_key(app_id: str, webhook_id: str, job_id: str) -> bytes:
+    return jobs_prefix(app_id, webhook_id) + part(job_id, "job id")
+
+
+TIME_PREFIX = b"T"
+
+
+def time_of_time_key(key: bytes) -> int:
+    if key[:1] != b"T" or len(key) < 9:
+        raise BadKey("not a time key")
+    return struct.unpack(">Q", key[1:9])[0] - _SHIFT
+
+
+def key_of_time_key(key: bytes) -> bytes:
+    return key[9:]
