@@ -1,6 +1,9 @@
 """Records of the `attempts` topic: one per delivery attempt, one per deferral
-(`deferred`, with its reason in `error`), and one per task dropped unsent because
-its webhook was deleted or disabled (`dropped`), keyed by webhook id.
+(`deferred`, with its reason in `error`), one per task dropped unsent because
+its webhook was deleted or disabled (`dropped`), and one per task that went to
+the dead letters (`dead`, the dead letter's reason in `error`: after the last
+failed attempt, or with no attempt at all for a forged task, an unknown
+webhook, a full queue or unopenable secrets at the deadline), keyed by webhook id.
 
 Evolution rules: new fields get defaults; a field's type never changes. A reader
 older than a result value skips that record (it does not decode)."""
@@ -12,7 +15,7 @@ from typing import Literal
 
 import msgspec
 
-AttemptResult = Literal["success", "failure", "gone", "refused", "deferred", "dropped"]
+AttemptResult = Literal["success", "failure", "gone", "refused", "deferred", "dropped", "dead"]
 
 
 class Attempt(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -35,6 +38,9 @@ class Attempt(msgspec.Struct, kw_only=True, omit_defaults=True):
     # they were added): what the event log (issue 11) files an attempt under.
     app_id: str = ""
     event_created_at: datetime | None = None
+    # The series the task belongs to, copied from it: "" (routed), "test",
+    # "replay:<job id>", "resend:<id>" (DeliveryTask.origin).
+    origin: str = ""
 
 
 attempt_decoder = msgspec.json.Decoder(Attempt)

@@ -39,6 +39,11 @@ class DeliveryTask(msgspec.Struct, kw_only=True, omit_defaults=True):
     # When the deliverer first found the task's webhook unknown to its view.
     unknown_since: float | None = None
     last_error: str | None = None
+    # Which series of deliveries the task starts or continues: "" when the
+    # router wrote it, "test" (POST …/test), "replay:<job id>" or "resend:<id>"
+    # (the event log writes those). Retries and dead letters keep it; every
+    # attempt record carries it.
+    origin: str = ""
 
 
 delivery_task_decoder = msgspec.json.Decoder(DeliveryTask)

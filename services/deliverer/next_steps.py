@@ -5,7 +5,10 @@
 be opened; it waits between hops; its endpoint's breaker is open). `next_steps` turns what happened to the
 task (an attempt's report, or what stood in its way) into the writes that
 follow it: an attempt record, a retry or deferral on a tier, a dead letter, a
-disable. The deliverer's shell performs them, all acknowledged before the
+disable. Every dead letter comes with an attempt record of result `dead` (its
+reason in `error`), after the attempt's own record if there was an attempt, so
+that the attempts log (and the event log) shows how every series ended. Every
+attempt record carries the task's app, event time and origin. The deliverer's shell performs them, all acknowledged before the
 task's offset may be committed.
 
 Deadlines: a task's `deadline` is set once, when the deliverer first handles
@@ -181,7 +184,7 @@ def next_steps(task: DeliveryTask, situation: Situation, *, failing_since: float
             if now >= deadline:
                 why = f"{reason} until the task's deadline" + (
                     f" (last error: {task.last_error})" if task.last_error else "")
-                return _dead(task, why, "dead", failing_since)
+                return _dead(task, why, "dead", failing_since, now)
             # About as long as it would have waited: no churn through a full queue.
             return _defer(task, min(wait, deadline - now), reason, failing_since, policy, now)
         case CannotSign(problem):
@@ -191,7 +194,7 @@ def next_steps(task: DeliveryTask, situation: Situation, *, failing_since: float
             reason = f"cannot sign: {problem}"
             deadline = policy.deadline_of(task, now)
             if now >= deadline:
-                return _dead(task, reason, "dead", failing_since)
+                return _dead(task, reason, "dead", failing_since, now)
             return _defer(task, min(CANNOT_SIGN_WAIT, deadline - now), reason, failing_since,
                           policy, now)
         case UnknownWebhook():
@@ -199,7 +202,7 @@ def next_steps(task: DeliveryTask, situation: Situation, *, failing_since: float
             if since is None or not since <= now:  # one from the future (or NaN) is forged
                 since = now
             if now - since >= policy.unknown_webhook_grace:
-                return _dead(task, "unknown webhook", "dead", failing_since)
+                return _dead(task, "unknown webhook", "dead", failing_since, now)
             waiting = msgspec.structs.replace(task, unknown_since=since)
             return _defer(waiting, 0.0, "unknown webhook: not known to the deliverer yet",
                           failing_since, policy, now, keep_deadline=True)
@@ -209,14 +212,14 @@ def next_steps(task: DeliveryTask, situation: Situation, *, failing_since: float
             return _dropped(task, "the webhook is disabled", failing_since, now)
         case Forged(owner):
             return _dead(task, f"forged: webhook {task.webhook_id} belongs to app {owner}, "
-                               f"not {task.app_id}", "dead", failing_since)
+                               f"not {task.app_id}", "dead", failing_since, now)
         case Dismissed():
             return Plan((), "dismissed", failing_since)
         case NotYetDue():
             assert task.not_before is not None
             step = retry_policy.deferral(policy.schedule, task.attempt, now, task.not_before - now)
             if isinstance(step, retry_policy.GiveUp):
-                return _dead(task, task.last_error or step.reason, "dead", failing_since)
+                return _dead(task, task.last_error or step.reason, "dead", failing_since, now)
             hopped = msgspec.structs.replace(task, due_at=step.due_at, not_before=step.not_before)
             return Plan((Retry(step.tier, hopped),), "hop", failing_since)
         case Go():
@@ -233,11 +236,11 @@ def _after_attempt(task: DeliveryTask, report: Report, failing_since: float | No
         case Gone(error):
             return Plan((_record(task, "gone", now, report),
                          Disable(f"the target answered {error}"),
-                         DeadLetter(_letter(task, error), error)),
+                         *_dead_letter(task, error, now)),
                         "dead", None, f"not retried: {error}")
         case Refused(error):
             return Plan((_record(task, "refused", now, report),
-                         DeadLetter(_letter(task, error), error)),
+                         *_dead_letter(task, error, now)),
                         "refused", failing_since, f"not retried: {error}")
         case Failed(error, _, retry_after):
             since = failing_since if failing_since is not None else now
@@ -248,7 +251,7 @@ def _after_attempt(task: DeliveryTask, report: Report, failing_since: float | No
             step = retry_policy.next_step(policy.schedule, task.attempt, now,
                                           retry_after=retry_after)
             if isinstance(step, retry_policy.GiveUp):
-                writes.append(DeadLetter(_letter(task, error), error))
+                writes.extend(_dead_letter(task, error, now))
                 return Plan(tuple(writes), "dead", since,
                             f"dead letter after {step.reason}: {error}")
             retry = msgspec.structs.replace(
@@ -268,7 +271,7 @@ def _defer(task: DeliveryTask, wait: float, reason: str, failing_since: float | 
     attempt; the attempts log shows why."""
     step = retry_policy.deferral(policy.schedule, task.attempt, now, wait)
     if isinstance(step, retry_policy.GiveUp):
-        return _dead(task, reason, "dead", failing_since)
+        return _dead(task, reason, "dead", failing_since, now)
     deadline = task.deadline if keep_deadline else policy.deadline_of(task, now)
     deferred = msgspec.structs.replace(task, due_at=step.due_at, not_before=step.not_before,
                                        deadline=deadline)
@@ -276,15 +279,25 @@ def _defer(task: DeliveryTask, wait: float, reason: str, failing_since: float | 
     record = RecordAttempt(Attempt(
         webhook_id=task.webhook_id, event_id=task.event_id, event_type=task.event_type,
         attempt=task.attempt, at=_time(now), result="deferred", error=reason,
-        retry_at=_time(retry_at), app_id=task.app_id, event_created_at=task.event_created_at))
+        retry_at=_time(retry_at), app_id=task.app_id, event_created_at=task.event_created_at,
+        origin=task.origin))
     return Plan((record, Retry(step.tier, deferred)), "deferred", failing_since,
                 f"deferred {retry_at - now:.1f}s: {reason}")
 
 
 def _dead(task: DeliveryTask, reason: str, outcome: str,
-          failing_since: float | None) -> Plan:
-    return Plan((DeadLetter(_letter(task, reason), reason),), outcome, failing_since,
+          failing_since: float | None, now: float) -> Plan:
+    return Plan(_dead_letter(task, reason, now), outcome, failing_since,
                 f"dead letter: {reason}")
+
+
+def _dead_letter(task: DeliveryTask, reason: str, now: float) -> tuple[DeadLetter, RecordAttempt]:
+    """The dead letter, and its record in the attempts log (result `dead`)."""
+    record = RecordAttempt(Attempt(
+        webhook_id=task.webhook_id, event_id=task.event_id, event_type=task.event_type,
+        attempt=task.attempt, at=_time(now), result="dead", error=reason,
+        app_id=task.app_id, event_created_at=task.event_created_at, origin=task.origin))
+    return DeadLetter(_letter(task, reason), reason), record
 
 
 def _letter(task: DeliveryTask, reason: str) -> DeliveryTask:
@@ -301,7 +314,7 @@ def _record(task: DeliveryTask, result: AttemptResult, now: float,
         attempt=task.attempt, at=_time(now), result=result,
         latency_ms=round(report.latency * 1000, 2), status_code=report.status_code,
         error=getattr(report.outcome, "error", None), response=report.excerpt,
-        app_id=task.app_id, event_created_at=task.event_created_at,
+        app_id=task.app_id, event_created_at=task.event_created_at, origin=task.origin,
     ))
 
 
@@ -311,7 +324,7 @@ def _dropped(task: DeliveryTask, reason: str, failing_since: float | None,
     record = RecordAttempt(Attempt(
         webhook_id=task.webhook_id, event_id=task.event_id, event_type=task.event_type,
         attempt=task.attempt, at=_time(now), result="dropped", error=reason,
-        app_id=task.app_id, event_created_at=task.event_created_at))
+        app_id=task.app_id, event_created_at=task.event_created_at, origin=task.origin))
     return Plan((record,), "dropped", failing_since, f"dropped: {reason}")
 
 

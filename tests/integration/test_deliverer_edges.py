@@ -26,7 +26,7 @@ from schemas.deliveries import DeliveryTask
 from schemas.webhooks import ClientCredentials, Webhook
 from services.common.topics import Topics
 from services.deliverer.oauth import MAX_TOKEN_RESPONSE, TokenCache, TokenError
-from tests.conftest import PARTITIONS, Receiver, records
+from tests.conftest import PARTITIONS, Receiver, records, until
 from tests.integration.client import Client
 from tests.integration.test_fairness import deliveries_by_outcome, publish_batch
 
@@ -128,9 +128,22 @@ async def test_unknown_webhooks_are_deferred_then_dead_lettered_deleted_ones_dro
     assert letters["evt_forged"].last_error.startswith(f"forged: webhook {known['id']}")
     assert time.time() - written_at >= 3  # deferred for the grace, not dropped at once
 
-    deferrals = [a for a in await attempt_records(stack, topics) if a.webhook_id == "wh_nobody"]
+    async def ended() -> list[Attempt]:  # the dead letters' records, written beside them
+        log = [a for a in await attempt_records(stack, topics)
+               if a.event_id in ("evt_unknown", "evt_forged")]
+        dead = sorted(a.event_id for a in log if a.result == "dead")
+        return log if dead == ["evt_forged", "evt_unknown"] else []
+
+    await until(ended, timeout=10)
+    log = await ended()
+    deferrals = [a for a in log if a.event_id == "evt_unknown" and a.result != "dead"]
     assert deferrals and all(a.result == "deferred" and "unknown webhook" in (a.error or "")
                              for a in deferrals)
+    # How each series ended is in the attempts log: the dead letters' reasons.
+    dead = {a.event_id: a for a in log if a.result == "dead"}
+    assert dead["evt_unknown"].error == "unknown webhook"
+    assert dead["evt_forged"].error == letters["evt_forged"].last_error
+    assert [a.result for a in log if a.event_id == "evt_forged"] == ["dead"]  # never attempted
     later = await client.publish("message.received")
     await receiver.wait_for("/known", later)
     assert [r.headers["webhook-id"] for r in receiver.received] == [later]

@@ -6,12 +6,14 @@ attempt, the deadline is set once."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal
 
 import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from schemas.attempts import Attempt
 from schemas.deliveries import DeliveryTask
 from schemas.webhooks import Webhook
 from services.deliverer.next_steps import (
@@ -100,6 +102,20 @@ def only(p: Plan, kind: type):  # noqa: ANN201
     return found
 
 
+def attempt_of(p: Plan) -> Attempt:
+    """The plan's one attempt record that is not a dead letter's."""
+    (found,) = [w.attempt for w in p.writes
+                if isinstance(w, RecordAttempt) and w.attempt.result != "dead"]
+    return found
+
+
+def dead_row(p: Plan) -> Attempt:
+    """The attempt record of the plan's dead letter."""
+    (found,) = [w.attempt for w in p.writes
+                if isinstance(w, RecordAttempt) and w.attempt.result == "dead"]
+    return found
+
+
 def test_delivered() -> None:
     p = plan(Attempted(Report(Delivered(204), 0.05, 204, None)), failing_since=NOW - 50)
     assert (kinds(p), p.outcome, p.failing_since) == (["RecordAttempt"], "success", None)
@@ -129,10 +145,15 @@ def test_the_deadline_is_set_once() -> None:
 
 def test_the_last_attempt_failed_is_a_dead_letter() -> None:
     p = plan(failed(), task(attempt=3, deadline=NOW, due_at=NOW, not_before=NOW - 1))
-    assert (kinds(p), p.outcome) == (["RecordAttempt", "DeadLetter"], "dead")
+    assert (kinds(p), p.outcome) == (["RecordAttempt", "DeadLetter", "RecordAttempt"], "dead")
+    assert attempt_of(p).result == "failure"
     letter = only(p, DeadLetter).task
     assert letter.last_error == "HTTP 500" and letter.attempt == 3
     assert (letter.due_at, letter.not_before, letter.deadline) == (None, None, None)
+    dead = dead_row(p)
+    assert (dead.result, dead.error, dead.attempt, dead.at) == \
+        ("dead", "HTTP 500", 3, datetime.fromtimestamp(NOW, UTC))
+    assert (dead.status_code, dead.response, dead.retry_at) == (None, None, None)
 
 
 @pytest.mark.parametrize(("retry_after", "tier", "due", "not_before"), [
@@ -157,15 +178,17 @@ def test_a_failure_streak_as_long_as_disable_after_disables() -> None:
 def test_gone_disables_and_dead_letters() -> None:
     p = plan(Attempted(Report(Gone("HTTP 410 Gone"), 0.1, 410, None)), failing_since=NOW - 5)
     assert (kinds(p), p.outcome, p.failing_since) == \
-        (["RecordAttempt", "Disable", "DeadLetter"], "dead", None)
-    assert only(p, RecordAttempt).attempt.result == "gone"
+        (["RecordAttempt", "Disable", "DeadLetter", "RecordAttempt"], "dead", None)
+    assert attempt_of(p).result == "gone"
     assert "410" in only(p, Disable).reason
+    assert (dead_row(p).result, dead_row(p).error) == ("dead", "HTTP 410 Gone")
 
 
 def test_refused_is_dead_lettered_unsent() -> None:
     p = plan(Attempted(Report(Refused("target resolves to 10.0.0.1"), 0.0)))
-    assert (kinds(p), p.outcome) == (["RecordAttempt", "DeadLetter"], "refused")
-    assert only(p, RecordAttempt).attempt.result == "refused"
+    assert (kinds(p), p.outcome) == (["RecordAttempt", "DeadLetter", "RecordAttempt"], "refused")
+    assert attempt_of(p).result == "refused"
+    assert dead_row(p).error == "target resolves to 10.0.0.1"
 
 
 @pytest.mark.parametrize(("wait", "the_task", "tier", "not_before"), [
@@ -201,9 +224,10 @@ def test_a_full_queue_defers_until_the_deadline_then_dead_letters() -> None:
     assert only(p, Retry).task.attempt == 2 and only(p, Retry).tier == 1.0
     late = plan(QueueFull("the endpoint's queue is full"),
                 task(attempt=2, deadline=NOW, last_error="HTTP 503"))
-    assert (kinds(late), late.outcome) == (["DeadLetter"], "dead")
-    assert only(late, DeadLetter).reason == \
+    assert (kinds(late), late.outcome) == (["DeadLetter", "RecordAttempt"], "dead")
+    assert only(late, DeadLetter).reason == dead_row(late).error == \
         "the endpoint's queue is full until the task's deadline (last error: HTTP 503)"
+    assert dead_row(late).attempt == 2
 
 
 def test_an_unknown_webhook_is_deferred_for_the_grace_then_dead_lettered() -> None:
@@ -215,8 +239,8 @@ def test_an_unknown_webhook_is_deferred_for_the_grace_then_dead_lettered() -> No
     again = plan(UnknownWebhook(), task(unknown_since=NOW - 59))
     assert only(again, Retry).task.unknown_since == NOW - 59
     late = plan(UnknownWebhook(), task(unknown_since=NOW - 60))
-    assert (kinds(late), late.outcome) == (["DeadLetter"], "dead")
-    assert only(late, DeadLetter).task.last_error == "unknown webhook"
+    assert (kinds(late), late.outcome) == (["DeadLetter", "RecordAttempt"], "dead")
+    assert only(late, DeadLetter).task.last_error == dead_row(late).error == "unknown webhook"
 
 
 def test_nothing_is_written_for_a_dismissed_target() -> None:
@@ -269,14 +293,16 @@ def test_a_secret_that_cannot_be_opened_defers_without_an_attempt_or_a_streak() 
     streak = plan(CannotSign("x"), failing_since=NOW - 10 * POLICY.disable_after)
     assert "Disable" not in kinds(streak) and streak.failing_since == NOW - 1000
     late = plan(CannotSign("sealed under key 'k1'"), task(deadline=NOW))
-    assert (kinds(late), late.outcome) == (["DeadLetter"], "dead")
-    assert only(late, DeadLetter).reason == "cannot sign: sealed under key 'k1'"
+    assert (kinds(late), late.outcome) == (["DeadLetter", "RecordAttempt"], "dead")
+    assert only(late, DeadLetter).reason == dead_row(late).error == \
+        "cannot sign: sealed under key 'k1'"
 
 
 def test_a_forged_task_is_dead_lettered_never_attempted() -> None:
     p = plan(Forged("app_2"))
-    assert (kinds(p), p.outcome) == (["DeadLetter"], "dead")
+    assert (kinds(p), p.outcome) == (["DeadLetter", "RecordAttempt"], "dead")
     assert only(p, DeadLetter).reason.startswith("forged: webhook wh_1 belongs to app app_2")
+    assert dead_row(p).error == only(p, DeadLetter).reason
 
 
 def test_a_task_between_hops_hops_on_unrecorded() -> None:
@@ -294,6 +320,9 @@ def test_without_retry_tiers_what_would_wait_is_dead_lettered() -> None:
     for situation in (failed(), BreakerOpen(5.0), UnknownWebhook()):
         assert plan(situation, policy=none).outcome == "dead"
     assert plan(QueueFull("full"), policy=none).outcome == "dead"  # deadline = now
+    hop = plan(NotYetDue(), task(not_before=NOW + 1, last_error="HTTP 502"), policy=none)
+    assert (kinds(hop), hop.outcome) == (["DeadLetter", "RecordAttempt"], "dead")
+    assert dead_row(hop).error == "HTTP 502"
 
 
 def test_a_task_that_may_go_is_not_planned_for() -> None:
@@ -363,8 +392,22 @@ def test_every_plan_is_well_formed(schedule, situation, attempt, deadline_in, un
     retries = [w for w in p.writes if isinstance(w, Retry)]
     letters = [w for w in p.writes if isinstance(w, DeadLetter)]
     assert len(retries) + len(letters) <= 1  # the task goes on, or ends, not both
-    records = [w.attempt for w in p.writes if isinstance(w, RecordAttempt)]
-    assert len(records) <= 1 and all(r.attempt == attempt for r in records)
+    every_record = [w.attempt for w in p.writes if isinstance(w, RecordAttempt)]
+    assert all(r.attempt == attempt for r in every_record)
+    assert all((r.app_id, r.event_created_at, r.origin) ==
+               (the_task.app_id, the_task.event_created_at, the_task.origin)
+               for r in every_record)
+    # A dead letter, and only a dead letter, comes with a `dead` record of its
+    # reason, after the attempt's own record.
+    dead = [r for r in every_record if r.result == "dead"]
+    assert [(r.error, r.at) for r in dead] == \
+        [(letter.reason, datetime.fromtimestamp(NOW, UTC)) for letter in letters]
+    if dead:
+        at = next(i for i, w in enumerate(p.writes)
+                  if isinstance(w, RecordAttempt) and w.attempt.result == "dead")
+        assert at > p.writes.index(letters[0]) and every_record[-1] is dead[0]
+    records = [r for r in every_record if r.result != "dead"]
+    assert len(records) <= 1
     if isinstance(situation, Attempted):
         assert len(records) == 1 and records[0].result != "deferred"
     for retry in retries:
@@ -381,3 +424,70 @@ def test_every_plan_is_well_formed(schedule, situation, attempt, deadline_in, un
         assert letter.task.last_error == letter.reason and letter.task.due_at is None
     assert p.outcome in {"success", "retry", "deferred", "dead", "dismissed", "refused",
                          "dropped"}
+
+
+# -- dead letters and origins in the attempts log -------------------------------
+@pytest.mark.parametrize(("situation", "the_task", "reason", "before"), [
+    (failed(), task(attempt=3), "HTTP 500", ["RecordAttempt"]),
+    (Attempted(Report(Gone("HTTP 410 Gone"), 0.1, 410, None)), TASK, "HTTP 410 Gone",
+     ["RecordAttempt", "Disable"]),
+    (Attempted(Report(Refused("target resolves to 10.0.0.1"), 0.0)), TASK,
+     "target resolves to 10.0.0.1", ["RecordAttempt"]),
+    (Forged("app_2"), TASK, "forged: webhook wh_1 belongs to app app_2, not app_1", []),
+    (UnknownWebhook(), task(unknown_since=NOW - 60), "unknown webhook", []),
+    (QueueFull("the app's queue is full"), task(deadline=NOW),
+     "the app's queue is full until the task's deadline", []),
+    (CannotSign("sealed under key 'k1'"), task(deadline=NOW),
+     "cannot sign: sealed under key 'k1'", []),
+], ids=["last-failure", "gone", "refused", "forged", "unknown-past-grace",
+        "queue-full-past-deadline", "cannot-sign-past-deadline"])
+def test_every_dead_letter_is_recorded_as_dead(situation, the_task: DeliveryTask, reason: str,
+                                              before: list[str]) -> None:
+    """The event log (issue 11) shows how each delivery ended: a dead letter
+    leaves a `dead` row in `attempts`, with the letter's reason, after the
+    attempt's own record."""
+    p = plan(situation, the_task)
+    assert kinds(p) == [*before, "DeadLetter", "RecordAttempt"]
+    dead = dead_row(p)
+    assert dead == Attempt(webhook_id="wh_1", event_id="evt_1", event_type="message.received",
+                           attempt=the_task.attempt, at=datetime.fromtimestamp(NOW, UTC),
+                           result="dead", error=reason, app_id="app_1",
+                           event_created_at=TASK.event_created_at)
+    assert only(p, DeadLetter).reason == reason
+
+
+@pytest.mark.parametrize("origin", ["", "test", "replay:job_1", "resend:rs_1"])
+def test_every_record_carries_the_tasks_origin_and_retries_keep_it(origin: str) -> None:
+    the_task = task(origin=origin)
+    for situation in (failed(), Attempted(Report(Delivered(200), 0.1, 200)), Deleted(),
+                      BreakerOpen(1.0), QueueFull("full", 1.0), UnknownWebhook(), Forged("x"),
+                      Attempted(Report(Gone("HTTP 410"), 0.1, 410))):
+        p = plan(situation, the_task)
+        for write in p.writes:
+            match write:
+                case RecordAttempt(attempt):
+                    assert attempt.origin == origin
+                case Retry(_, retried) | DeadLetter(retried, _):
+                    assert retried.origin == origin
+
+
+def test_records_without_an_origin_still_decode_and_new_results_are_skipped_by_old_readers(
+) -> None:
+    """Schema evolution: a record written before `origin` decodes as "";
+    `origin` is left out when empty; a reader that does not know `dead` fails
+    to decode the record (and skips it), as it did for `dropped`."""
+    from schemas.attempts import attempt_decoder
+    from schemas.deliveries import delivery_task_decoder
+
+    old = (b'{"webhook_id": "wh_1", "event_id": "evt_1", "event_type": "message.received",'
+           b' "attempt": 1, "at": "2026-11-22T00:00:00Z", "result": "failure"}')
+    assert attempt_decoder.decode(old).origin == ""
+    assert b"origin" not in msgspec.json.encode(TASK)
+    assert delivery_task_decoder.decode(msgspec.json.encode(task(origin="test"))).origin == "test"
+    dead = msgspec.json.encode(dead_row(plan(Forged("app_2"))))
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.json.decode(dead, type=_AttemptBeforeDead)
+
+
+class _AttemptBeforeDead(msgspec.Struct, kw_only=True):
+    result: Literal["success", "failure", "gone", "refused", "deferred", "dropped"]
