@@ -1,6 +1,6 @@
 """`python -m devtools.k8s_topics`: write the Strimzi `KafkaTopic` resources of
 contract §3 from the same specs the services use (`services.common.topics`),
-for the default prefix and retry schedule."""
+for the default prefix, retry schedule and event log retention."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from devtools.broker import ROOT
-from services.common.config import Env, KafkaSettings
+from services.common.config import Env, KafkaSettings, event_log_retention_from_env
 from services.common.topics import Topics
 from services.deliverer.settings import Settings
 
@@ -42,7 +42,9 @@ def render(topics: Topics) -> str:
 
 def default_topics() -> Topics:
     schedule = next(f.default for f in fields(Settings) if f.name == "retry_schedule")
-    return Topics(KafkaSettings.from_env(Env({})).topic_prefix, schedule)
+    defaults = Env({})
+    return Topics(KafkaSettings.from_env(defaults).topic_prefix, schedule,
+                  event_log_retention=event_log_retention_from_env(defaults))
 
 
 if __name__ == "__main__":

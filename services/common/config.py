@@ -110,6 +110,21 @@ class Env:
 
 
 DEFAULT_TOPIC_PREFIX = "hookbus."
+DEFAULT_EVENT_LOG_RETENTION = 7 * 86400.0
+MIN_EVENT_LOG_RETENTION = 3600.0
+
+
+def event_log_retention_from_env(env: Env) -> float:
+    """`HOOKBUS_EVENT_LOG_RETENTION` (default 7d, at least 1h): how long the
+    event log keeps an event and its attempts, and so how long `events`,
+    `attempts` and `eventlog.updates` keep their records (the topics are
+    created with it: devtools.topics)."""
+    retention = env.duration("EVENT_LOG_RETENTION", format_duration(DEFAULT_EVENT_LOG_RETENTION))
+    if not retention >= MIN_EVENT_LOG_RETENTION:
+        raise ConfigError(f"{PREFIX}EVENT_LOG_RETENTION: must be at least "
+                          f"{format_duration(MIN_EVENT_LOG_RETENTION)}, not "
+                          f"{format_duration(retention)}")
+    return retention
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 

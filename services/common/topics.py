@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from services.common.config import KafkaAccess, format_duration
+from services.common.config import DEFAULT_EVENT_LOG_RETENTION, KafkaAccess, format_duration
 from services.common.kafka_clients import client_options
 
 log = logging.getLogger(__name__)
@@ -23,10 +23,32 @@ class TopicSpec:
     config: dict[str, str]
 
 
-class Topics:
-    """Every topic name of one deployment, under its prefix."""
+# The event log (services/eventlog) is the Faust app `{prefix}eventlog` with one
+# table, `log`; Faust names a table's changelog `{app id}-{table}-changelog`.
+EVENTLOG_APP = "eventlog"
+EVENTLOG_TABLE = "log"
 
-    def __init__(self, prefix: str, retry_delays: Sequence[float] = ()) -> None:
+
+def eventlog_app_id(prefix: str) -> str:
+    """The event log's Faust app id, and so its consumer group."""
+    return prefix + EVENTLOG_APP
+
+
+class Topics:
+    """Every topic name of one deployment, under its prefix, and (`specs`) the
+    settings they are created with.
+
+    `retry_delays` is the retry schedule (`HOOKBUS_RETRY_SCHEDULE`): its
+    distinct delays name the retry tiers, and its total (`retry_window`, unless
+    given) is how long a delivery may go on after its event was routed.
+    `event_log_retention` (`HOOKBUS_EVENT_LOG_RETENTION`) is how long `events`,
+    `attempts` and `eventlog.updates` keep records; the event log's changelog
+    keeps them that long after the last retry could have been filed, and a day
+    for compaction."""
+
+    def __init__(self, prefix: str, retry_delays: Sequence[float] = (),
+                 event_log_retention: float = DEFAULT_EVENT_LOG_RETENTION,
+                 retry_window: float | None = None) -> None:
         self.prefix = prefix
         self.events = prefix + "events"
         self.events_dlq = prefix + "events.dlq"
@@ -39,12 +61,19 @@ class Topics:
             delay: f"{prefix}deliveries.retry.{format_duration(delay)}"
             for delay in sorted(set(retry_delays))
         }
+        # What the event log files, keyed by app id (schemas/eventlog.py).
+        self.eventlog_updates = prefix + "eventlog.updates"
+        self.eventlog_changelog = f"{eventlog_app_id(prefix)}-{EVENTLOG_TABLE}-changelog"
+        self.event_log_retention = event_log_retention
+        self.retry_window = sum(retry_delays) if retry_window is None else retry_window
 
     def specs(self) -> list[TopicSpec]:
+        logged = {"cleanup.policy": "delete",
+                  "retention.ms": str(_ms(self.event_log_retention))}
         retained = {"cleanup.policy": "delete", "retention.ms": str(7 * _DAY_MS)}
         dead_letters = {"cleanup.policy": "delete", "retention.ms": str(30 * _DAY_MS)}
         return [
-            TopicSpec(self.events, retained),
+            TopicSpec(self.events, logged),
             TopicSpec(self.events_dlq, dead_letters),
             # A record that lost a version race is followed by ingest's repair; an
             # hour before compaction gives a stopped ingest time to come back and
@@ -57,13 +86,28 @@ class Topics:
             TopicSpec(self.deliveries, retained),
             *(TopicSpec(name, retained) for name in self.retry_tiers.values()),
             TopicSpec(self.deliveries_dlq, dead_letters),
-            TopicSpec(self.attempts, retained),
+            TopicSpec(self.attempts, logged),
             # Ingest's Idempotency-Keys: the latest record per key, kept twice the
             # default TTL (24h); a longer HOOKBUS_IDEMPOTENCY_TTL needs more.
             TopicSpec(self.idempotency, {"cleanup.policy": "compact,delete",
                                          "retention.ms": str(2 * _DAY_MS),
                                          "segment.ms": str(_DAY_MS)}),
+            TopicSpec(self.eventlog_updates, logged),
+            # The event log's table (Faust's changelog: recovery and standbys).
+            # Its own sweep deletes keys (tombstones) once they are past the
+            # retention; `delete` bounds what a missed sweep leaves: a key is
+            # written at the latest when the last retry of an event routed a
+            # retention ago is filed. Segments roll and compact daily.
+            TopicSpec(self.eventlog_changelog, {
+                "cleanup.policy": "compact,delete",
+                "retention.ms": str(_ms(self.event_log_retention + self.retry_window) + _DAY_MS),
+                "segment.ms": str(_DAY_MS),
+                "max.compaction.lag.ms": str(_DAY_MS)}),
         ]
+
+
+def _ms(seconds: float) -> int:
+    return int(round(seconds * 1000))
 
 
 async def ensure_topics(
