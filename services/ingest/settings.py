@@ -8,6 +8,9 @@ from services.common.config import ConfigError, Env, KafkaSettings
 from services.common.sealing import SecretKeys, keys_from_env
 from services.common.target_policy import TargetPolicy
 from services.ingest.auth import DEFAULT_MAX_LIFETIME, MIN_SECRET_BYTES
+from services.ingest.eventlog_routing import BadUrl, base_url
+
+DEFAULT_EVENTLOG_URL = "http://127.0.0.1:8090"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,11 +30,22 @@ class Settings:
     # When set, every token must name this issuer (`iss`) / this audience (`aud`).
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    # Instances of the event log service (issue 11) to ask which of them owns
+    # which partition; the API's event log routes are forwarded to the owner.
+    eventlog_urls: tuple[str, ...] = (DEFAULT_EVENTLOG_URL,)
     log_format: str = "json"
 
     def __post_init__(self) -> None:
         if self.idempotency_ttl <= 0:
             raise ConfigError("HOOKBUS_IDEMPOTENCY_TTL must be positive")
+        if not self.eventlog_urls:
+            raise ConfigError("HOOKBUS_EVENTLOG_URLS must name at least one URL")
+        for url in self.eventlog_urls:
+            try:
+                if base_url(url) != url:
+                    raise BadUrl("must not end with /")
+            except BadUrl as exc:
+                raise ConfigError(f"HOOKBUS_EVENTLOG_URLS: {url[:100]!r} {exc}") from None
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> Settings:
@@ -59,5 +73,19 @@ class Settings:
             jwt_max_lifetime=env.duration("JWT_MAX_LIFETIME", "24h"),
             jwt_issuer=env.optional("JWT_ISSUER"),
             jwt_audience=env.optional("JWT_AUDIENCE"),
+            eventlog_urls=_eventlog_urls(env.list("EVENTLOG_URLS")),
             log_format=env.str("LOG_FORMAT", "json"),
         )
+
+
+def _eventlog_urls(given: tuple[str, ...]) -> tuple[str, ...]:
+    """The base URLs, without a final `/`, each once; the default when none is given."""
+    urls: list[str] = []
+    for text in given:
+        try:
+            url = base_url(text)
+        except BadUrl as exc:
+            raise ConfigError(f"HOOKBUS_EVENTLOG_URLS: {text[:100]!r} {exc}") from None
+        if url not in urls:
+            urls.append(url)
+    return tuple(urls) or (DEFAULT_EVENTLOG_URL,)
