@@ -28,7 +28,7 @@ class ServiceProcess:
     service: str       # e.g. "router"
     process: subprocess.Popen[bytes]
     log_path: Path
-    port: int          # the API port of ingest, the metrics port of the others
+    port: int          # the API port of ingest and the event log, the metrics port of the others
     restarts: int = 0
     env: dict[str, str] = field(default_factory=dict)
     wrap: tuple[str, ...] = ()
@@ -59,6 +59,11 @@ class Stack:
     def ingest_url(self) -> str:
         return f"http://127.0.0.1:{self.services['ingest'].port}"
 
+    @property
+    def eventlog_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{s.port}" for s in self.services.values()
+                if s.service == "eventlog"]
+
     def start(self, service: str, name: str | None = None,
               wrap: tuple[str, ...] = ()) -> ServiceProcess:
         """Start an instance; `wrap` goes between the interpreter and `-m services.X`
@@ -66,8 +71,17 @@ class Stack:
         name = name or service
         port = free_port()
         env = dict(self.env)
-        env["HOOKBUS_HTTP_PORT" if service == "ingest" else "HOOKBUS_METRICS_PORT"] = str(port)
+        if service == "eventlog":
+            # Its API, health and metrics on one port, advertised to the group.
+            env["HOOKBUS_EVENTLOG_HTTP_PORT"] = str(port)
+            env["HOOKBUS_EVENTLOG_URL"] = f"http://127.0.0.1:{port}"
+            env["HOOKBUS_EVENTLOG_DATA_DIR"] = str(self.log_dir / f"{name}-data")
+        else:
+            env["HOOKBUS_HTTP_PORT" if service == "ingest" else "HOOKBUS_METRICS_PORT"] = str(port)
         env["HOOKBUS_ROUTER_DATA_DIR"] = str(self.log_dir / f"{name}-data")
+        if service == "ingest" and "HOOKBUS_EVENTLOG_URLS" not in self.env:
+            # The event log instances started so far (start them first).
+            env["HOOKBUS_EVENTLOG_URLS"] = ",".join(self.eventlog_urls) or "http://127.0.0.1:1"
         self.services[name] = self._spawn(name, service, port, env, wrap)
         return self.services[name]
 

@@ -126,11 +126,11 @@ def make_stack(bootstrap: str, prefix: str, log_dir: Path, **env: str) -> Stack:
 async def stack(
     kafka: Broker, topics: Topics, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[Stack]:
-    """The three services; `@pytest.mark.stack_env(NAME=value)` adds settings."""
+    """The four services; `@pytest.mark.stack_env(NAME=value)` adds settings."""
     marker = request.node.get_closest_marker("stack_env")
     stack = make_stack(kafka.bootstrap, topics.prefix, tmp_path,
                        **(marker.kwargs if marker else {}))
-    for name in ("ingest", "router", "deliverer"):
+    for name in ("eventlog", "ingest", "router", "deliverer"):
         stack.start(name)
     try:
         await stack.wait_ready()
