@@ -1,8 +1,15 @@
 """The router: a Faust app that turns each event into one delivery task per
 matching webhook, and never commits the offset of an event it did not finish.
 
+- **The event log hears of every routed event.** With its tasks goes one
+  `Routed` record to `eventlog.updates` (schemas/eventlog.py), matched or
+  not: where the event is in `events` and which webhooks it matched, keyed by
+  its app id. It is acknowledged with the tasks, or, when a task is larger
+  than a producer batch (a refusal of it would dead-letter the event, which
+  then has no `Routed`), right after them. A dead-lettered event has none.
 - **Acks in offset order.** The agent reads a `noack` stream and acknowledges
-  an event only once its tasks (or its dead letter) were acknowledged by Kafka
+  an event only once its tasks and `Routed` record (or its dead letter) were
+  acknowledged by Kafka
   and every event taken before it from its partition is finished too
   (in_order_acks.py: otherwise Faust commits past an event that another of the
   16 actors sharing the partition is still routing). Faust flushes its
@@ -17,7 +24,8 @@ matching webhook, and never commits the offset of an event it did not finish.
   still refuses with MessageSizeTooLargeError dead-letters its event too, when
   it was alone in its batch (larger than the producer's batch size).
 - **Anything else ends the process before the event's offset can be
-  committed**: a KafkaError or timeout from a send (`HOOKBUS_ROUTER_SEND_TIMEOUT`),
+  committed**: a KafkaError or timeout from a send (`HOOKBUS_ROUTER_SEND_TIMEOUT`;
+  a task's or a `Routed` record's),
   a failed dead-letter write, a bug. The router logs one critical line with
   the event's topic, partition and offset and calls `os._exit(70)`. Not an
   exception, nor a graceful stop: an exception out of the actor makes Faust
@@ -60,10 +68,12 @@ from services.router.matching import SubscriptionIndex
 from services.router.planning import (
     RECORD_OVERHEAD_BYTES,
     Limits,
+    Routed,
     Unroutable,
     after_refusal_as_too_large,
     dead_letter_record,
     plan,
+    refusal_may_dead_letter,
     task_key,
 )
 from services.router.read_committed import ISOLATION_LEVEL, ReadCommittedApp, isolation_level
@@ -129,6 +139,7 @@ class Router:
         events = self.app.topic(self.topics.events)
         self._deliveries = self.app.topic(self.topics.deliveries)
         self._dead_letters = self.app.topic(self.topics.events_dlq)
+        self._updates = self.app.topic(self.topics.eventlog_updates)
         # Several actors share each partition, so that one event's writes are
         # acknowledged while the next is routed; acks go in offset order.
         self.app.agent(events, name="route", concurrency=ROUTE_CONCURRENCY)(self._route)
@@ -219,8 +230,9 @@ class Router:
             _exit_unfinished(message, exc)
 
     async def _route_one(self, message: faust.types.Message) -> None:
-        """Write the event's delivery tasks, or its dead letter; returns once
-        Kafka acknowledged them. Raises on any failure but these."""
+        """Write the event's delivery tasks and its `Routed` record, or its dead
+        letter; returns once Kafka acknowledged them. Raises on any failure but
+        a task refused as too large when that dead-letters the event."""
         assert self.limits is not None
         outcome = plan(
             message.value, partition=message.partition, offset=message.offset,
@@ -229,11 +241,16 @@ class Router:
         if isinstance(outcome, Unroutable):
             await self._dead_letter(message, outcome.reason)
             return
+        # A refusal of a task larger than a producer batch dead-letters the
+        # event, which must then have no Routed record: it waits for the tasks.
+        routed_after = refusal_may_dead_letter(
+            outcome.tasks, producer_batch_size=self.app.conf.producer_max_batch_size)
         try:
-            await _all_acknowledged([
-                await self._deliveries.send(key=task_key(webhook_id), value=task)
-                for webhook_id, task in outcome.tasks
-            ])
+            sent = [await self._deliveries.send(key=task_key(webhook_id), value=task)
+                    for webhook_id, task in outcome.tasks]
+            if not routed_after:
+                sent.append(await self._send_routed(outcome))
+            await _all_acknowledged(sent)
         except Exception as exc:
             refused = after_refusal_as_too_large(
                 outcome.tasks, producer_batch_size=self.app.conf.producer_max_batch_size,
@@ -242,8 +259,13 @@ class Router:
                 raise
             await self._dead_letter(message, refused.reason)
             return
+        if routed_after:
+            await _all_acknowledged([await self._send_routed(outcome)])
         self.metrics.deliveries.inc(len(outcome.tasks))
         self.metrics.events.labels("routed" if outcome.tasks else "unmatched").inc()
+
+    async def _send_routed(self, outcome: Routed) -> asyncio.Future:
+        return await self._updates.send(key=outcome.update_key, value=outcome.update)
 
     async def _dead_letter(self, message: faust.types.Message, reason: str) -> None:
         assert self.limits is not None

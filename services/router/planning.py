@@ -1,6 +1,7 @@
 """What the router does with one `events` record, without doing it: either the
-delivery tasks to write, or the reason the record goes to `events.dlq`; and
-that dead letter, cut to fit its topic. Pure: nothing here imports faust or
+delivery tasks to write and the event log's `Routed` record (where the event
+is, what it matched: written for every routed event, matched or not), or the
+reason the record goes to `events.dlq`; and that dead letter, cut to fit its topic. Pure: nothing here imports faust or
 aiokafka, and `plan` returns an outcome for every input instead of raising.
 
 The limits it applies (the README's "router" section documents them):
@@ -31,6 +32,8 @@ from typing import Any
 import msgspec
 
 from schemas.deliveries import DeliveryTask
+from schemas.eventlog import Routed as RoutedUpdate
+from schemas.eventlog import update_encoder
 from schemas.events import MAX_EVENT_ID, Event, EventDeadLetter, EventRecord
 from services.common.triggers import CANONICAL_TYPES, RESERVED_TYPES
 from services.router.matching import SubscriptionIndex
@@ -68,6 +71,11 @@ class Routed:
     event: Event
     # (webhook id, encoded DeliveryTask), one per matching webhook.
     tasks: list[tuple[str, bytes]]
+    # The `eventlog.updates` record (schemas.eventlog.Routed): its key, the
+    # event's app id (so the event log's partition that owns the app files
+    # it, whatever partition of `events` the event came from), and its value.
+    update_key: bytes
+    update: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,21 +155,35 @@ def _plan(
         created_at=created_at,
         data=record.data,
     )
-    webhook_ids = index.match(event.app_id, event.type)
+    webhook_ids = sorted(index.match(event.app_id, event.type))
+    update_key, update = routed_update(event, webhook_ids, partition=partition, offset=offset)
     if not webhook_ids:
-        return Routed(event, [])
+        return Routed(event, [], update_key, update)
     body = msgspec.Raw(_encoder.encode(event))
     tasks = [
         (webhook_id, _encoder.encode(DeliveryTask(
             webhook_id=webhook_id, app_id=event.app_id, event_id=event.id,
             event_type=event.type, event_created_at=event.created_at, body=body,
         )))
-        for webhook_id in sorted(webhook_ids)
+        for webhook_id in webhook_ids
     ]
     largest = max(record_bytes(task_key(w), task) for w, task in tasks)
     if largest > limits.deliveries:
         return Unroutable(too_large_reason(largest, limits.deliveries))
-    return Routed(event, tasks)
+    return Routed(event, tasks, update_key, update)
+
+
+def routed_update(event: Event, webhook_ids: list[str], *, partition: int,
+                  offset: int) -> tuple[bytes, bytes]:
+    """The key and value of the `eventlog.updates` record of an event read from
+    `events` at (`partition`, `offset`) and matched to `webhook_ids` (sorted;
+    none: unmatched, which the event log lists too)."""
+    update = RoutedUpdate(
+        app_id=event.app_id, event_id=event.id, event_type=event.type,
+        created_at=event.created_at, source="events", partition=partition, offset=offset,
+        webhook_ids=webhook_ids,
+    )
+    return event.app_id.encode(), update_encoder.encode(update)
 
 
 def after_refusal_as_too_large(tasks: list[tuple[str, bytes]], *,
@@ -171,10 +193,20 @@ def after_refusal_as_too_large(tasks: list[tuple[str, bytes]], *,
     producer puts nothing beside a record larger than its batch size), so the
     refusal was surely about it; otherwise None, an unknown failure (the batch
     may have held other events' tasks, and the topic takes less than a batch)."""
-    largest = max((record_bytes(task_key(w), task) for w, task in tasks), default=0)
-    if largest <= producer_batch_size:
+    if not refusal_may_dead_letter(tasks, producer_batch_size=producer_batch_size):
         return None
-    return Unroutable(too_large_reason(largest))
+    return Unroutable(too_large_reason(_largest(tasks)))
+
+
+def refusal_may_dead_letter(tasks: list[tuple[str, bytes]], *, producer_batch_size: int) -> bool:
+    """Whether a refusal of these tasks as too large would dead-letter their
+    event (`after_refusal_as_too_large`): then the event's `Routed` record is
+    written only once the tasks are in, since a dead-lettered event has none."""
+    return _largest(tasks) > producer_batch_size
+
+
+def _largest(tasks: list[tuple[str, bytes]]) -> int:
+    return max((record_bytes(task_key(w), task) for w, task in tasks), default=0)
 
 
 def too_large_reason(size: int, limit: int | None = None) -> str:

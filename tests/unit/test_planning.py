@@ -15,6 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.deliveries import DeliveryTask
+from schemas.eventlog import Routed as RoutedUpdate
+from schemas.eventlog import update_decoder
 from schemas.events import EventDeadLetter
 from services.router.in_order_acks import InOrderAcks
 from services.router.matching import SubscriptionIndex
@@ -28,6 +30,7 @@ from services.router.planning import (
     nesting_depth,
     plan,
     record_bytes,
+    refusal_may_dead_letter,
     task_key,
 )
 
@@ -79,6 +82,39 @@ def test_records_written_straight_to_kafka_get_a_stable_id_and_time() -> None:
 
 def test_unmatched_events_plan_nothing() -> None:
     assert routed(b'{"type": "contact.created", "app_id": "app_9"}').tasks == []
+
+
+@pytest.mark.parametrize(("value", "webhook_ids"), [
+    (b'{"id": "evt_1", "type": "message.sent", "app_id": "app_1",'
+     b' "created_at": "2026-11-22T18:15:00Z"}', ["wh_all", "wh_msg"]),
+    (b'{"id": "evt_1", "type": "contact.created", "app_id": "app_1",'
+     b' "created_at": "2026-11-22T18:15:00Z"}', ["wh_all"]),
+    # Unmatched events are listed by the event log too.
+    (b'{"id": "evt_1", "type": "message.sent", "app_id": "app_9",'
+     b' "created_at": "2026-11-22T18:15:00Z"}', []),
+])
+def test_every_routed_event_tells_the_event_log_where_it_is_and_what_it_matched(
+    value: bytes, webhook_ids: list[str]
+) -> None:
+    outcome = routed(value, offset=41)
+    app_id = outcome.event.app_id
+    assert outcome.update_key == app_id.encode()  # the log's partition of the app files it
+    assert update_decoder.decode(outcome.update) == RoutedUpdate(
+        app_id=app_id, event_id="evt_1", event_type=outcome.event.type,
+        created_at=datetime(2026, 11, 22, 18, 15, tzinfo=UTC), source="events",
+        partition=1, offset=41, webhook_ids=webhook_ids)
+    assert [w for w, _ in outcome.tasks] == webhook_ids
+
+
+def test_the_routed_record_carries_the_final_id_and_time_of_a_record_without_them() -> None:
+    raw = b'{"type": "payment.succeeded", "app_id": "app_1"}'
+    outcome = routed(raw)
+    update = update_decoder.decode(outcome.update)
+    assert isinstance(update, RoutedUpdate)
+    assert (update.event_id, update.created_at) == (outcome.event.id, outcome.event.created_at)
+    assert update_decoder.decode(routed(raw).update) == update  # the same after a crash
+    task = msgspec.json.decode(outcome.tasks[0][1], type=DeliveryTask)
+    assert (task.event_id, task.event_created_at) == (update.event_id, update.created_at)
 
 
 @pytest.mark.parametrize(("value", "timestamp_ms", "reason"), [
@@ -135,6 +171,9 @@ def test_a_refused_task_dead_letters_its_event_only_if_it_was_alone_in_its_batch
 ) -> None:
     tasks = routed(event(b'{"text": "%s"}' % (b"x" * text_bytes))).tasks
     outcome = after_refusal_as_too_large(tasks, producer_batch_size=16_384)
+    # Exactly then the Routed record waits for the tasks: a dead-lettered
+    # event has none.
+    assert refusal_may_dead_letter(tasks, producer_batch_size=16_384) is dead_lettered
     if not dead_lettered:
         assert outcome is None  # unknown: the router stops
     else:
@@ -202,6 +241,10 @@ def test_plan_never_raises_and_every_task_fits(value: bytes | None, offset: int,
     if isinstance(outcome, Routed):
         assert all(record_bytes(task_key(w), t) <= limit for w, t in outcome.tasks)
         assert nesting_depth(outcome.event.data) <= MAX_DATA_DEPTH
+        update = update_decoder.decode(outcome.update)
+        assert isinstance(update, RoutedUpdate) and update.offset == offset
+        assert update.webhook_ids == [w for w, _ in outcome.tasks]
+        assert outcome.update_key == update.app_id.encode()
     else:
         assert outcome.reason
 

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 
 import msgspec
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
 from schemas.api import (
     ErrorDetail,
@@ -42,6 +43,7 @@ from schemas.api import (
 )
 from schemas.deliveries import DeliveryTask
 from schemas.event_types import DEFAULT_TRIGGERS
+from schemas.eventlog import Routed, update_encoder
 from schemas.events import Event
 from schemas.webhooks import MAX_RETIRED_SIGNING, ClientCredentials, RetiredSecret, Webhook
 from services.common.ids import new_id
@@ -247,7 +249,9 @@ async def rotate_secret(request: web.Request) -> web.Response:
 
 async def test_webhook(request: web.Request) -> web.Response:
     """A `webhook.test` event, written straight to `deliveries` for this webhook
-    only: no trigger can match it."""
+    only (no trigger can match it; its series' origin is `test`), then told to
+    the event log as routed from where the task is in `deliveries` (its body is
+    the envelope). Both acknowledged before the 202."""
     app_id = authorized_app(request)
     ingest = request.app[INGEST]
     webhook = webhook_of(request, app_id)
@@ -258,8 +262,22 @@ async def test_webhook(request: web.Request) -> web.Response:
     task = DeliveryTask(
         webhook_id=webhook.id, app_id=app_id, event_id=event.id, event_type=event.type,
         event_created_at=event.created_at, body=msgspec.Raw(encoder.encode(event)),
+        origin="test",
     )
-    await ingest.produce(ingest.topics.deliveries, webhook.id, encoder.encode(task))
+    # As Ingest.produce, but the record's partition and offset are needed.
+    assert ingest.producer is not None
+    try:
+        written = await ingest.producer.send_and_wait(
+            ingest.topics.deliveries, encoder.encode(task), key=webhook.id.encode())
+    except KafkaError as exc:
+        log.error("kafka write to %s failed: %r", ingest.topics.deliveries, exc)
+        raise ApiError(503, "the event store is unavailable; retry later") from exc
+    routed = Routed(
+        app_id=app_id, event_id=event.id, event_type=event.type, created_at=event.created_at,
+        source="deliveries", partition=written.partition, offset=written.offset,
+        webhook_ids=[webhook.id],
+    )
+    await ingest.produce(ingest.topics.eventlog_updates, app_id, update_encoder.encode(routed))
     return json_response(EventAccepted(event.id), status=202)
 
 
