@@ -1,7 +1,7 @@
 """`make run`: the whole development stack in the foreground.
 
 Starts Kafka under `.run/kafka` (unless one already listens on the bootstrap
-port), creates the topics, then runs ingest, router and deliverer as child
+port), creates the topics, then runs the event log, ingest, router and deliverer as child
 processes with readable logs. Ctrl-C (or SIGTERM) stops the services, then the
 broker, and leaves no process behind. A service that dies stops the stack."""
 
@@ -20,7 +20,7 @@ from devtools.topics import create as create_topics
 from services.common.config import Env
 from services.common.sealing import new_key_entry
 
-SERVICES = ("ingest", "router", "deliverer")
+SERVICES = ("eventlog", "ingest", "router", "deliverer")
 RUN_DIR = ROOT / ".run"
 
 
@@ -45,6 +45,7 @@ def dev_environment() -> dict[str, str]:
             "(HOOKBUS_ALLOWED_PRIVATE_CIDRS=127.0.0.0/8,::1/128)")
     env.setdefault("HOOKBUS_LOG_FORMAT", "text")
     env.setdefault("HOOKBUS_ROUTER_DATA_DIR", str(RUN_DIR / "router"))
+    env.setdefault("HOOKBUS_EVENTLOG_DATA_DIR", str(RUN_DIR / "eventlog"))
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
