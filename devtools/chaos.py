@@ -1,19 +1,22 @@
 """`make chaos`: faults injected while events flow, and a count of what arrived.
 
-    python -m devtools.chaos [--events 10000] [--faults ingest,router,deliverer,broker]
+    python -m devtools.chaos [--events 10000] [--faults ingest,router,deliverer,eventlog,broker]
 
 Each fault is its own scenario on a fresh broker: two routers and two
 deliverers share the work, three webhooks match every event, publishers post
 through ingest (retrying with the same `Idempotency-Key`, so a retried publish
 keeps its event id), and a supervisor restarts any instance that dies, as
-Kubernetes would. Midway the fault strikes: SIGKILL of ingest, of a router, of a
-deliverer, SIGKILL of the broker followed by a restart, or a rolling restart of
+Kubernetes would; two event log instances hold the event log's partitions.
+Midway the fault strikes: SIGKILL of ingest, of a router, of a deliverer, of
+the event log instance that owns the app's partition, SIGKILL of the broker followed by a restart, or a rolling restart of
 both deliverers (SIGTERM one, wait until its replacement is ready, then the
 other) while a fourth webhook, on an endpoint that answers after two seconds,
 receives about 150 of the events: more than its per-endpoint slots finish within
 a rebalance, so attempts are under way and waiting at every revocation. Then the run waits
 for every published event to reach every webhook and prints published,
-delivered (distinct webhook-ids per receiver), lost and duplicates."""
+delivered (distinct webhook-ids per receiver), lost and duplicates; then it
+reads the event log through the API until every published event is listed
+with every delivery `delivered`, and prints how many are not (`log_lost`)."""
 
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ from devtools.receivers import Receivers
 from services.common.topics import Topics, ensure_topics
 from services.ingest.auth import issue_token
 
-FAULTS = ("ingest", "router", "deliverer", "broker", "rolling")
+FAULTS = ("ingest", "router", "deliverer", "eventlog", "broker", "rolling")
 PATHS = ("/a", "/b", "/c")
 SLOW_PATH = "/slow"  # only in the rolling scenario, answered after SLOW_SECONDS
 SLOW_TASKS = 150     # about this many events go to it, whatever the run's size
@@ -50,6 +53,8 @@ class Result:
     delivered: int = 0
     lost: int = 0
     duplicates: int = 0
+    # Published events the event log does not list with all deliveries delivered.
+    log_lost: int = 0
     publish_retries: int = 0
     restarts: dict[str, int] = field(default_factory=dict)
     exit_codes: dict[str, int] = field(default_factory=dict)  # of SIGTERMed instances
@@ -117,7 +122,65 @@ async def _strike(fault: str, stack: Stack, broker: Broker, result: Result) -> N
         await asyncio.sleep(2)
         await asyncio.to_thread(broker.start)
         return
+    if fault == "eventlog":
+        stack.kill(await _owner_of_app(stack))
+        return
     stack.kill({"ingest": "ingest", "router": "router-1", "deliverer": "deliverer-1"}[fault])
+
+
+async def _owner_of_app(stack: Stack) -> str:
+    """The name of the event log instance that owns APP's partition."""
+    from services.eventlog.keys import partition_of
+    async with aiohttp.ClientSession() as http:
+        for url in stack.eventlog_urls:
+            try:
+                async with http.get(url + "/internal/owners") as response:
+                    answer = await response.json()
+            except aiohttp.ClientError:
+                continue
+            owner = answer["owners"].get(str(partition_of(APP, answer["partitions"])))
+            for name, service in stack.services.items():
+                if service.service == "eventlog" and url_of(service.port) == owner:
+                    return name
+    return "eventlog-1"
+
+
+def url_of(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
+async def _log_lost(stack: Stack, ids: dict[str, str], deliveries: dict[str, int],
+                    settle: float) -> int:
+    """Published events the event log does not list with every delivery
+    delivered, once it has had `settle` seconds to catch up."""
+    headers = {"Authorization": f"Bearer {issue_token(SECRET, scope='app', app_id=APP)}"}
+    deadline = time.monotonic() + settle
+    missing = len(ids)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        while True:
+            done: set[str] = set()
+            cursor = None
+            try:
+                while True:
+                    url = f"{stack.ingest_url}/v1/apps/{APP}/events?limit=250"
+                    async with http.get(url + (f"&cursor={cursor}" if cursor else ""),
+                                        headers=headers) as response:
+                        if response.status != 200:
+                            raise aiohttp.ClientError(f"HTTP {response.status}")
+                        page = await response.json()
+                    done |= {e["id"] for e in page["events"]
+                             if e["deliveries"]["delivered"] == deliveries.get(e["id"], -1)}
+                    cursor = page["next"]
+                    if cursor is None:
+                        break
+                missing = len(ids.keys() - done)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                print(f"  event log: {exc!r}", flush=True)
+            print(f"  event log: {len(ids) - missing}/{len(ids)} listed as delivered",
+                  flush=True)
+            if not missing or time.monotonic() > deadline:
+                return missing
+            await asyncio.sleep(3)
 
 
 async def scenario(fault: str, events: int, workdir: Path, settle: float = 240) -> Result:
@@ -136,7 +199,8 @@ async def scenario(fault: str, events: int, workdir: Path, settle: float = 240) 
         HOOKBUS_ALLOWED_PRIVATE_CIDRS="127.0.0.0/8", HOOKBUS_RETRY_SCHEDULE="1s,2s,5s,10s,30s",
         HOOKBUS_DELIVERY_TIMEOUT="5s", HOOKBUS_LOG_LEVEL="WARNING",
     )
-    for service, name in [("ingest", "ingest"), ("router", "router-1"), ("router", "router-2"),
+    for service, name in [("eventlog", "eventlog-1"), ("eventlog", "eventlog-2"),
+                          ("ingest", "ingest"), ("router", "router-1"), ("router", "router-2"),
                           ("deliverer", "deliverer-1"), ("deliverer", "deliverer-2")]:
         stack.start(service, name)
     stop_supervising = asyncio.Event()
@@ -175,12 +239,15 @@ async def scenario(fault: str, events: int, workdir: Path, settle: float = 240) 
                 break
             await asyncio.sleep(5)
         await asyncio.sleep(2)  # duplicates still on their way
-        stop_supervising.set()
-        await supervisor
         result.delivered = len(wanted & receivers.arrivals.keys())
         result.lost = result.expected - result.delivered
         result.duplicates = sum(len(times) - 1 for key, times in receivers.arrivals.items()
                                 if key in wanted)
+        per_event = {event_id: len(PATHS) + (slow and type_ == "message.sent")
+                     for event_id, type_ in ids.items()}
+        result.log_lost = await _log_lost(stack, ids, per_event, settle=120)
+        stop_supervising.set()
+        await supervisor
         result.restarts = {n: s.restarts for n, s in stack.services.items() if s.restarts}
         result.seconds = round(time.monotonic() - started, 1)
         return result
@@ -199,10 +266,10 @@ async def run(events: int, faults: list[str], out: Path | None) -> list[Result]:
             results.append(await scenario(fault, events, Path(tmp)))
         print(json.dumps(asdict(results[-1])), flush=True)
     print(f"\n{'fault':<10} {'published':>9} {'expected':>9} {'delivered':>9} {'lost':>5} "
-          f"{'duplicates':>10} {'seconds':>8}")
+          f"{'duplicates':>10} {'log_lost':>8} {'seconds':>8}")
     for r in results:
         print(f"{r.fault:<10} {r.published:>9} {r.expected:>9} {r.delivered:>9} {r.lost:>5} "
-              f"{r.duplicates:>10} {r.seconds:>8}")
+              f"{r.duplicates:>10} {r.log_lost:>8} {r.seconds:>8}")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
@@ -216,7 +283,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/results/chaos.json"))
     args = parser.parse_args()
     results = asyncio.run(run(args.events, args.faults.split(","), args.out))
-    return 1 if any(r.lost for r in results) else 0
+    return 1 if any(r.lost or r.log_lost for r in results) else 0
 
 
 if __name__ == "__main__":
