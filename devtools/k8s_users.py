@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from devtools.broker import ROOT
 from services.common.config import Env, KafkaSettings
-from services.common.kafka_acls import DELIVERER, INGEST, ROUTER, Acl, acls, user_name
+from services.common.kafka_acls import DELIVERER, EVENTLOG, INGEST, ROUTER, Acl, acls, user_name
 from services.common.topics import Topics
 
 OVERLAY = ROOT / "deploy" / "k8s" / "overlays" / "strimzi"
@@ -23,7 +23,8 @@ CLUSTER = "hookbus"
 BOOTSTRAP = f"{CLUSTER}-kafka-bootstrap:9093"  # the listener `tls` of kafka.yaml
 CA_SECRET = f"{CLUSTER}-cluster-ca-cert"
 CA_DIR = "/etc/hookbus/kafka-ca"
-SERVICES = {INGEST: "ingest", ROUTER: "router", DELIVERER: "deliverer"}  # role: container
+SERVICES = {INGEST: "ingest", ROUTER: "router", DELIVERER: "deliverer",  # role: container
+            EVENTLOG: "eventlog"}
 
 
 def _rule(acl: Acl) -> list[str]:

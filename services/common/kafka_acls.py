@@ -3,8 +3,8 @@ data: the integration test applies them to a broker running the standard
 authorizer and runs the services under them, and the Strimzi overlay's
 `KafkaUser` resources are generated from them (`python -m devtools.k8s_users`).
 
-One principal per service, and one for producers, which may write `events`
-and nothing else, named after the deployment's topic prefix (`user_name`), so
+One principal per service (ingest, router, deliverer, the event log), and
+one for producers, which may write `events` and nothing else, named after the deployment's topic prefix (`user_name`), so
 that two deployments sharing a Kafka do not share principals. Topics are named literally: a prefixed pattern on
 `hookbus.events` would also match `hookbus.events.dlq`, one on
 `hookbus.deliveries` every retry tier and the dead letters. Only the retry
@@ -17,20 +17,23 @@ Nobody here creates topics (`python -m devtools.topics` does, or Strimzi's
 topic operator, with an administrator's rights), and no service needs a
 cluster-level right: the idempotent producers need only Write on their
 topics (Kafka 3.0+, KIP-679), and the router reads its topics' size limits
-with DescribeConfigs on those two topics."""
+with DescribeConfigs on those two topics. The Faust apps (router, event log)
+need Read on their group only: they declare no topic (their changelog is
+created with the others) and use no leader topic."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from services.common.config import DEFAULT_TOPIC_PREFIX, ConfigError
-from services.common.topics import Topics
+from services.common.topics import Topics, eventlog_app_id
 
 TOPIC, GROUP, TRANSACTIONAL_ID, CLUSTER = "topic", "group", "transactionalId", "cluster"
 LITERAL, PREFIX = "literal", "prefix"
 
-INGEST, ROUTER, DELIVERER, PRODUCER = "ingest", "router", "deliverer", "producer"
-ROLES = (INGEST, ROUTER, DELIVERER, PRODUCER)
+INGEST, ROUTER, DELIVERER, EVENTLOG, PRODUCER = (
+    "ingest", "router", "deliverer", "eventlog", "producer")
+ROLES = (INGEST, ROUTER, DELIVERER, EVENTLOG, PRODUCER)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -64,6 +67,10 @@ def deliverer_group(prefix: str) -> str:
     return f"{prefix}deliverer"       # services/deliverer/app.py
 
 
+def eventlog_group(prefix: str) -> str:
+    return eventlog_app_id(prefix)    # the Faust app's id (services/eventlog/app.py)
+
+
 def ingest_transactional_ids(prefix: str) -> str:
     return f"{prefix}ingest."         # services/ingest/state.py, one id per process
 
@@ -84,9 +91,10 @@ def acls(topics: Topics) -> dict[str, tuple[Acl, ...]]:
             topic(topics.events, "Write"),                # events, batches
             topic(topics.webhooks, "Read", "Write"),      # the view; API writes, repairs
             topic(topics.idempotency, "Read", "Write"),   # Idempotency-Keys
-            topic(topics.attempts, "Read"),               # GET …/attempts
-            topic(topics.deliveries, "Write"),            # POST …/test, replay
-            topic(topics.deliveries_dlq, "Read"),         # replay
+            # POST …/test: its task, then its Routed record. (Attempts and
+            # replays are the event log's: ingest relays them.)
+            topic(topics.deliveries, "Write"),
+            topic(topics.eventlog_updates, "Write"),
             Acl(TRANSACTIONAL_ID, ingest_transactional_ids(prefix), PREFIX, ("Write",)),
         ),
         ROUTER: (
@@ -94,6 +102,7 @@ def acls(topics: Topics) -> dict[str, tuple[Acl, ...]]:
             topic(topics.webhooks, "Read"),
             topic(topics.deliveries, "Write", "DescribeConfigs"),   # max.message.bytes
             topic(topics.events_dlq, "Write", "DescribeConfigs"),
+            topic(topics.eventlog_updates, "Write"),      # Routed records
             Acl(GROUP, router_group(prefix), LITERAL, ("Read",)),
         ),
         DELIVERER: (
@@ -103,6 +112,15 @@ def acls(topics: Topics) -> dict[str, tuple[Acl, ...]]:
             topic(topics.attempts, "Write"),
             topic(topics.webhooks, "Read", "Write"),      # the view; auto-disable
             Acl(GROUP, deliverer_group(prefix), LITERAL, ("Read",)),
+        ),
+        EVENTLOG: (
+            topic(topics.events, "Read"),                 # the table; envelopes
+            topic(topics.attempts, "Read"),               # re-keyed to eventlog.updates
+            topic(topics.eventlog_updates, "Read", "Write"),
+            topic(topics.eventlog_changelog, "Read", "Write"),   # its table: recovery, standbys
+            topic(topics.deliveries, "Read", "Write"),    # test events' envelopes; resend, replay
+            topic(topics.deliveries_dlq, "Read"),         # replay
+            Acl(GROUP, eventlog_group(prefix), LITERAL, ("Read",)),
         ),
         PRODUCER: (
             topic(topics.events, "Write"),

@@ -38,6 +38,7 @@ from devtools.broker import Broker, Lock, _write_certificates, free_port
 from services.common.config import KafkaSettings
 from services.common.kafka_acls import (
     DELIVERER,
+    EVENTLOG,
     GROUP,
     INGEST,
     LITERAL,
@@ -47,6 +48,7 @@ from services.common.kafka_acls import (
     TOPIC,
     Acl,
     deliverer_group,
+    eventlog_group,
     ingest_transactional_ids,
     router_group,
     user_name,
@@ -160,12 +162,17 @@ async def test_held_the_producer_principal_can_only_write_events(
 async def test_held_no_service_writes_outside_its_lane_or_joins_anothers_group(
     locked: Broker, topics: Topics,
 ) -> None:
-    router, deliverer, ingest = (login(locked, r) for r in (ROUTER, DELIVERER, INGEST))
+    router, deliverer, ingest, eventlog = (login(locked, r)
+                                           for r in (ROUTER, DELIVERER, INGEST, EVENTLOG))
     forbidden_writes = [
         (router, topics.webhooks), (router, topics.attempts), (router, topics.retry_tiers[1]),
         (router, topics.events), (deliverer, topics.deliveries), (deliverer, topics.events),
         (deliverer, topics.events_dlq), (ingest, topics.attempts),
         (ingest, topics.retry_tiers[1]), (ingest, topics.deliveries_dlq),
+        (deliverer, topics.eventlog_updates), (ingest, topics.eventlog_changelog),
+        (router, topics.eventlog_changelog), (eventlog, topics.events),
+        (eventlog, topics.attempts), (eventlog, topics.webhooks),
+        (eventlog, topics.deliveries_dlq), (eventlog, topics.retry_tiers[1]),
     ]
     for kafka, topic in forbidden_writes:
         with pytest.raises(TopicAuthorizationFailedError):
@@ -178,7 +185,9 @@ async def test_held_no_service_writes_outside_its_lane_or_joins_anothers_group(
     # Nobody joins (and commits offsets in) another service's group.
     for kafka, topic, group in ((ingest, topics.webhooks, deliverer_group(PREFIX)),
                                 (router, topics.webhooks, deliverer_group(PREFIX)),
-                                (deliverer, topics.webhooks, router_group(PREFIX))):
+                                (deliverer, topics.webhooks, router_group(PREFIX)),
+                                (router, topics.events, eventlog_group(PREFIX)),
+                                (eventlog, topics.events, router_group(PREFIX))):
         with pytest.raises(GroupAuthorizationFailedError):
             await read(kafka, topic, group_id=group)
 

@@ -1,12 +1,12 @@
 """A locked Kafka (contract §9): a broker of its own that takes only SASL/SCRAM
 logins (over TLS, and over plain TCP on a second port) and runs the standard
 authorizer with nothing allowed but the ACLs of `services.common.kafka_acls`.
-The three services, each logged in as its own principal, do all their work:
+The four services, each logged in as its own principal, do all their work:
 webhooks, events one by one, batches (transactions), idempotency keys, the
 test event, an event's dead letter, retries through the tiers, a delivery's
-dead letter, replay, the attempts log
-and auto-disable; the broker denied none of their requests, and no password
-is in their logs. A producer's credential writes `events` and is refused
+dead letter, replay, the attempts log (the event log's table, its changelog
+and eventlog.updates) and auto-disable; the broker denied none of their
+requests, and no password is in their logs. A producer's credential writes `events` and is refused
 everything else; a wrong password is refused."""
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from devtools.processes import Stack
 from services.common.config import KafkaSettings
 from services.common.kafka_acls import (
     DELIVERER,
+    EVENTLOG,
     INGEST,
     PRODUCER,
     ROLES,
@@ -48,7 +49,8 @@ from tests.integration.client import Client
 
 APP = "app_locked"
 PREFIX = "locked."
-SERVICES = {"ingest": INGEST, "router": ROUTER, "deliverer": DELIVERER}
+# The event log first: ingest is told where it is.
+SERVICES = {"eventlog": EVENTLOG, "ingest": INGEST, "router": ROUTER, "deliverer": DELIVERER}
 DENIED = re.compile(r"Principal = User:(\S+) is Denied [Oo]peration = (\w+) from host = \S+ "
                     r"on resource = (\w+):(\w+):(\S+)")
 
@@ -76,13 +78,16 @@ async def topics(locked: Broker) -> Topics:
 @pytest.fixture(scope="module")
 async def stacks(locked: Broker, topics: Topics,
                  tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, Stack]]:
-    """Ingest, router and deliverer, each logged in as its own principal over SASL_SSL."""
+    """The event log, ingest, router and deliverer, each logged in as its own
+    principal over SASL_SSL."""
     log_dir = tmp_path_factory.mktemp("locked-stack")
-    stacks = {service: make_stack(locked.bootstrap, topics.prefix, log_dir,
-                                  **locked.service_env(user_name(role, PREFIX)))
-              for service, role in SERVICES.items()}
-    for service, stack in stacks.items():
-        stack.start(service)
+    stacks: dict[str, Stack] = {}
+    for service, role in SERVICES.items():
+        where = {"HOOKBUS_EVENTLOG_URLS": ",".join(stacks["eventlog"].eventlog_urls)} \
+            if service == "ingest" else {}
+        stacks[service] = make_stack(locked.bootstrap, topics.prefix, log_dir,
+                                     **locked.service_env(user_name(role, PREFIX)), **where)
+        stacks[service].start(service)
     try:
         for stack in stacks.values():
             await stack.wait_ready()
@@ -152,6 +157,17 @@ async def test_the_services_work_under_their_own_acls(
     # The webhook test event (ingest writes `deliveries`).
     tested = await client.call("POST", f"/webhooks/{hook['id']}/test", 202)
     await receiver.wait_for("/ok", tested["id"])
+    # The event log's detail of each: the envelope read back from `events`, and
+    # from `deliveries` for the test event.
+    for event_id in (first, tested["id"]):
+        async with asyncio.timeout(30):
+            while True:
+                async with client.http.get(f"{client.base}/v1/apps/{APP}/events/{event_id}",
+                                           headers=auth(APP)) as response:
+                    if response.status == 200:
+                        assert (await response.json())["event"]["id"] == event_id
+                        break
+                await asyncio.sleep(0.3)
 
     # An event written straight to `events` with the producers' credential.
     producer = AIOKafkaProducer(**client_options(locked.kafka_settings(
@@ -174,14 +190,21 @@ async def test_the_services_work_under_their_own_acls(
     # Retries through the tiers, a dead letter, the attempts log, replay.
     paid = await client.publish("payment.succeeded")
     await receiver.wait_count("/down", 3)
-    async with asyncio.timeout(30):
-        while len((await client.call("GET", f"/webhooks/{down['id']}/attempts", 200))
-                  ["attempts"]) < 3:
+    async with asyncio.timeout(30):  # the event log files the attempts, the dead one last
+        while not [a for a in (await client.call(
+                "GET", f"/webhooks/{down['id']}/attempts", 200))["attempts"]
+                   if a["result"] == "dead"]:
             await asyncio.sleep(0.2)
     healthy.set()
-    async with asyncio.timeout(30):
-        while (await client.call("POST", f"/webhooks/{down['id']}/replay", 202,
-                                 json={}))["replayed"] < 1:
+    async with asyncio.timeout(30):  # a replay job (the event log reads deliveries.dlq)
+        while True:
+            job = await client.call("POST", f"/webhooks/{down['id']}/replay", 202, json={})
+            while job["state"] == "running":
+                await asyncio.sleep(0.3)
+                job = await client.call("GET", f"/webhooks/{down['id']}/replay/{job['id']}", 200)
+            assert job["state"] == "done", job
+            if job["replayed"] >= 1:
+                break
             await asyncio.sleep(0.5)  # the dead letter may not be written yet
     replayed = await receiver.wait_count("/down", 4)
     assert replayed[-1].headers["webhook-id"] == paid

@@ -139,3 +139,50 @@ def test_strimzi_kafka_takes_only_scram_over_tls_and_authorizes() -> None:
         assert volume["secret"]["secretName"] == "hookbus-cluster-ca-cert"
         assert volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
 
+
+
+def test_the_event_log_runs_beside_the_services_and_ingest_finds_it() -> None:
+    """Two instances (each partition's standby on the other), its RocksDB in a
+    volume of the pod (the changelog and the standby rebuild it), advertised at
+    the pod's own address; ingest reaches any instance through the Service. The
+    retention in the ConfigMap is the one the topics are made with."""
+    from urllib.parse import urlsplit
+
+    from services.common.config import Env, event_log_retention_from_env
+
+    objects = rendered("deploy/k8s/base")
+    deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
+    eventlog = deployments["hookbus-eventlog"]
+    assert eventlog["spec"]["replicas"] >= 2
+    pod = eventlog["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["args"] == ["services.eventlog"]
+    env = [e["name"] for e in container["env"]]
+    values = {e["name"]: e for e in container["env"]}
+    assert values["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert values["HOOKBUS_EVENTLOG_URL"]["value"] == "http://$(POD_IP):8090"
+    # Kubernetes expands $(NAME) only from variables defined before.
+    assert env.index("POD_IP") < env.index("HOOKBUS_EVENTLOG_URL")
+    assert values["HOOKBUS_EVENTLOG_HTTP_PORT"]["value"] == "8090"
+    assert values["HOOKBUS_EVENTLOG_HTTP_HOST"]["value"] == "0.0.0.0"
+    [port] = container["ports"]
+    assert port == {"name": "http", "containerPort": 8090}
+    data_dir = values["HOOKBUS_EVENTLOG_DATA_DIR"]["value"]
+    [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == data_dir]
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert "emptyDir" in volume
+
+    [service] = [o for o in objects
+                 if o["kind"] == "Service" and o["metadata"]["name"] == "hookbus-eventlog"]
+    assert service["spec"]["selector"] == eventlog["spec"]["selector"]["matchLabels"]
+    ingest = deployments["hookbus-ingest"]["spec"]["template"]["spec"]["containers"][0]
+    urls = {e["name"]: e["value"] for e in ingest["env"]}["HOOKBUS_EVENTLOG_URLS"]
+    for url in urls.split(","):
+        parts = urlsplit(url)
+        assert (parts.hostname, parts.port) == (
+            "hookbus-eventlog", service["spec"]["ports"][0]["port"])
+
+    [config] = [o["data"] for o in objects if o["kind"] == "ConfigMap"]
+    retention = event_log_retention_from_env(Env(config))
+    topics = {s.name: s.config for s in default_topics().specs()}
+    assert topics["hookbus.events"]["retention.ms"] == str(int(retention * 1000))

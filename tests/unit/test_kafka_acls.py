@@ -8,6 +8,7 @@ import pytest
 
 from services.common.kafka_acls import (
     DELIVERER,
+    EVENTLOG,
     INGEST,
     LITERAL,
     PREFIX,
@@ -38,11 +39,17 @@ TIERS = {"deliveries.retry.5s", "deliveries.retry.5m", "deliveries.retry.30m"}
 
 
 @pytest.mark.parametrize(("role", "reads", "writes"), [
-    (INGEST, {"webhooks", "idempotency", "attempts", "deliveries.dlq"},
-     {"events", "webhooks", "idempotency", "deliveries"}),
-    (ROUTER, {"events", "webhooks"}, {"deliveries", "events.dlq"}),
+    (INGEST, {"webhooks", "idempotency"},
+     {"events", "webhooks", "idempotency", "deliveries", "eventlog.updates"}),
+    (ROUTER, {"events", "webhooks"}, {"deliveries", "events.dlq", "eventlog.updates"}),
     (DELIVERER, {"deliveries", "webhooks", *TIERS},
      {"webhooks", "attempts", "deliveries.dlq", *TIERS}),
+    # Its table (fed by events and eventlog.updates, which it fills with the
+    # attempts re-keyed by app) and changelog; envelopes from events and (test
+    # events) deliveries; resends and replays of dead letters to deliveries.
+    (EVENTLOG, {"events", "attempts", "eventlog.updates", "eventlog-log-changelog",
+                "deliveries", "deliveries.dlq"},
+     {"eventlog.updates", "eventlog-log-changelog", "deliveries"}),
     (PRODUCER, set(), {"events"}),
 ])
 def test_who_reads_and_writes_what(role: str, reads: set[str], writes: set[str]) -> None:
@@ -75,4 +82,5 @@ def test_groups_are_the_services_own() -> None:
     groups = {role: [a.name for a in acls(TOPICS)[role] if a.resource_type == "group"]
               for role in ROLES}
     assert groups == {INGEST: [], ROUTER: ["hookbus.router"],
-                      DELIVERER: ["hookbus.deliverer"], PRODUCER: []}
+                      DELIVERER: ["hookbus.deliverer"], EVENTLOG: ["hookbus.eventlog"],
+                      PRODUCER: []}
