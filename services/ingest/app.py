@@ -17,7 +17,15 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.kafka_clients import client_options
 from services.ingest.http import MAX_BODY, errors_and_metrics
-from services.ingest.routes import attempts, event_types, events, operations, replay, webhooks
+from services.ingest.routes import (
+    attempts,
+    event_types,
+    events,
+    operations,
+    replay,
+    stats,
+    webhooks,
+)
 from services.ingest.settings import Settings
 from services.ingest.state import INGEST, Ingest
 
@@ -28,7 +36,8 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[errors_and_metrics])
     app[INGEST] = Ingest(settings)
     app.cleanup_ctx.append(_kafka)
-    for resource in (webhooks, attempts, replay, events, event_types, operations):
+    app.cleanup_ctx.append(_eventlog)
+    for resource in (webhooks, attempts, stats, replay, events, event_types, operations):
         resource.add_routes(app)
     return app
 
@@ -43,8 +52,7 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
     await producer.start()
     await admin.start()
     await ingest.batches.start()
-    for follower_task in (await ingest.view.start(), await ingest.attempts.follower.start(),
-                          await ingest.idempotency_follower.start()):
+    for follower_task in (await ingest.view.start(), await ingest.idempotency_follower.start()):
         follower_task.add_done_callback(_fatal_if_failed)
     ingest.producer, ingest.admin = producer, admin
     log.info("ingest connected to kafka at %s (%s)", kafka.bootstrap, kafka.security_protocol)
@@ -52,11 +60,21 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await ingest.view.stop()
-        await ingest.attempts.follower.stop()
         await ingest.idempotency_follower.stop()
         await ingest.batches.stop()
         await producer.stop()
         await admin.close()
+
+
+async def _eventlog(app: web.Application) -> AsyncIterator[None]:
+    """The event log's client: its session and its owner map's lookups. Nothing
+    waits for the event log: ingest takes events while it is down."""
+    client = app[INGEST].eventlog
+    await client.start()
+    try:
+        yield
+    finally:
+        await client.stop()
 
 
 def _fatal_if_failed(task: asyncio.Task[None]) -> None:

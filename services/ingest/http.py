@@ -1,6 +1,7 @@
 """What every route shares: the error and metrics middleware, JSON in and out
 (bounded: at most MAX_BODY bytes, MAX_DEPTH levels of nesting), authorization,
-and the lookup of the webhook a path names."""
+the lookup of the webhook a path names, and the relay of a request to the event
+log instance that owns its app."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from services.common.ids import new_id
 from services.ingest.auth import authorize
 from schemas.api import ErrorDetail
 from services.ingest.errors import ApiError, decode_error
+from services.ingest.eventlog_client import VIA_NAME
 from services.ingest.state import INGEST
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,10 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 encoder = msgspec.json.Encoder()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REQUEST_ID = web.RequestKey("request_id", str)
+# What a forwarded request carries of the client's request (besides its method,
+# path, query and body).
+_FORWARDED_HEADERS = ("Authorization", "Content-Type")
 
 
 @web.middleware
@@ -42,6 +48,7 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
     started = time.perf_counter()
     given = request.headers.get("X-Request-Id", "")
     request_id = given if _REQUEST_ID.fullmatch(given) else new_id("req")
+    request[REQUEST_ID] = request_id
     try:
         response = await handler(request)
     except ApiError as exc:
@@ -124,6 +131,25 @@ def webhook_of(request: web.Request, app_id: str) -> Webhook:
     if webhook is None or webhook.app_id != app_id:
         raise ApiError(404, f"no webhook {webhook_id} in app {app_id}")
     return webhook
+
+
+async def relay_to_event_log(request: web.Request, app_id: str) -> web.Response:
+    """The answer of the event log instance that owns `app_id` to this request
+    (its status, body and content type), or the error to answer instead.
+    Authorize (and look the webhook up) first: nothing unauthorized is sent."""
+    if VIA_NAME in ", ".join(request.headers.getall("Via", [])):
+        log.error("a request forwarded by ingest came back to ingest: the event log's "
+                  "owner map names an ingest URL", extra={"request_id": request[REQUEST_ID]})
+        raise ApiError(500, "the event log's owner map names ingest itself; "
+                            f"request id {request[REQUEST_ID]}")
+    headers = {name: request.headers[name] for name in _FORWARDED_HEADERS
+               if name in request.headers}
+    headers["X-Request-Id"] = request[REQUEST_ID]
+    body = await request.read() if request.can_read_body else b""
+    answer = await request.app[INGEST].eventlog.forward(
+        app_id, request.method, request.rel_url.raw_path_qs, body, headers)
+    return web.Response(status=answer.status, body=answer.body,
+                        headers={"Content-Type": answer.content_type})
 
 
 def now() -> datetime:

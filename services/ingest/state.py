@@ -1,6 +1,6 @@
 """What one ingest instance shares between its handlers: settings, the Kafka
 producers (idempotent; transactional for batches) and admin client, the
-webhooks view, the attempts log, the idempotency keys, metrics."""
+webhooks view, the idempotency keys, the event log's client, metrics."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from services.common.topic_follower import TopicFollower
 from schemas.webhooks import Webhook
 from services.common.topics import Topics, missing_topics
 from services.common.webhooks_view import SecretsUnopened, WebhooksView, WriteNotConfirmed
-from services.ingest.attempts_log import AttemptsLog
 from services.ingest.errors import ApiError
+from services.ingest.eventlog_client import EventLogClient
 from services.ingest.idempotency import IdempotencyKeys
 from services.ingest.metrics import IngestMetrics
 from services.ingest.settings import Settings
@@ -44,11 +44,12 @@ class Ingest:
         self.view = WebhooksView(settings.kafka, self.topics.webhooks,
                                  repair_with=lambda: self.producer,
                                  keys=settings.secret_keys)
-        self.attempts = AttemptsLog(settings.kafka, self.topics.attempts)
         self.idempotency = IdempotencyKeys()
         self.idempotency_follower = TopicFollower(
             settings.kafka, self.topics.idempotency,
             lambda record: self.idempotency.apply(record.key, record.value, time.time()))
+        # The event log's routes are answered by the instance that owns the app.
+        self.eventlog = EventLogClient(settings.eventlog_urls, self.metrics.eventlog_requests)
         self.batches = TransactionalWriter(settings.kafka, _transactional_id(settings))
         self.producer: AIOKafkaProducer | None = None
         self.admin: AIOKafkaAdminClient | None = None

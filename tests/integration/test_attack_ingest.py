@@ -59,8 +59,8 @@ async def _ready(api: Api) -> bool:
 
 
 def _followers_alive(ingest: Ingest) -> None:
-    for follower in (ingest.idempotency_follower, ingest.attempts.follower):
-        assert follower._task is not None and not follower._task.done(), follower.topic
+    follower = ingest.idempotency_follower
+    assert follower._task is not None and not follower._task.done(), follower.topic
     for task in ingest.view._tasks:
         assert not task.done(), task
 
@@ -137,30 +137,6 @@ async def test_an_idempotency_record_with_invalid_utf8_or_null_stops_nothing(
     status, body = await api.call("POST", EVENTS, headers=auth(APP) | {"Idempotency-Key": "k2"},
                                   json={"type": "message.received"})
     assert status == 202, body
-
-
-async def test_a_null_or_invalid_utf8_attempt_record_stops_nothing(
-    ingest: tuple[Api, Ingest], producer: AIOKafkaProducer
-) -> None:
-    """A null value raised TypeError, invalid UTF-8 UnicodeDecodeError, in
-    AttemptsLog._apply: ingest exited."""
-    api, state = ingest
-    at = datetime.now(UTC).isoformat().encode()
-    await producer.send_and_wait(api.topics.attempts, None, key=b"wh_x")
-    await producer.send_and_wait(
-        api.topics.attempts,
-        b'{"webhook_id":"wh_x","event_id":"\xff","event_type":"t","attempt":1,"at":"%s",'
-        b'"result":"success"}' % at, key=b"wh_x")
-    valid = (b'{"webhook_id":"wh_x","event_id":"evt_ok","event_type":"t","attempt":1,'
-             b'"at":"%s","result":"success"}' % at)
-    await producer.send_and_wait(api.topics.attempts, valid, key=b"wh_x")
-
-    async def seen() -> bool:
-        attempts = state.attempts.page("wh_x", 10, None)[0]
-        return [a.event_id for a in attempts] == ["evt_ok"]
-
-    await until(seen)
-    _followers_alive(state)
 
 
 # --- bodies and headers that answered 500 ---------------------------------------

@@ -1,4 +1,7 @@
-"""`/v1/apps/{app_id}/events`: publish one event, or a batch of them."""
+"""`/v1/apps/{app_id}/events`: publish one event, or a batch of them; list an
+app's events, look one up, resend it. The last three are answered by the event
+log service (issue 11), which validates the query and body; ingest authorizes
+and relays."""
 
 from __future__ import annotations
 
@@ -17,7 +20,14 @@ from schemas.api import (
 from schemas.events import Event
 from services.common.ids import new_id
 from services.ingest.errors import ApiError
-from services.ingest.http import authorized_app, decode_body, encoder, json_response, now
+from services.ingest.http import (
+    authorized_app,
+    decode_body,
+    encoder,
+    json_response,
+    now,
+    relay_to_event_log,
+)
 from services.ingest.idempotency import MAX_KEY_LENGTH, batch_event_id, event_id_for
 from services.ingest.state import INGEST, Ingest
 from services.ingest.validation import event_problems
@@ -26,6 +36,24 @@ from services.ingest.validation import event_problems
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/apps/{app_id}/events", publish_event)
     app.router.add_post("/v1/apps/{app_id}/events/batch", publish_batch)
+    app.router.add_get("/v1/apps/{app_id}/events", list_events)
+    app.router.add_get("/v1/apps/{app_id}/events/{event_id}", get_event)
+    app.router.add_post("/v1/apps/{app_id}/events/{event_id}/resend", resend_event)
+
+
+async def list_events(request: web.Request) -> web.Response:
+    """Newest first, a page at a time; filters `type`, `status`, `since`, `until`."""
+    return await relay_to_event_log(request, authorized_app(request))
+
+
+async def get_event(request: web.Request) -> web.Response:
+    """The envelope, and each matching webhook's status and attempts."""
+    return await relay_to_event_log(request, authorized_app(request))
+
+
+async def resend_event(request: web.Request) -> web.Response:
+    """A new attempt series of the event (same `webhook-id`), to one webhook or all."""
+    return await relay_to_event_log(request, authorized_app(request))
 
 
 async def publish_event(request: web.Request) -> web.Response:

@@ -1,41 +1,32 @@
-"""`/v1/apps/{app_id}/webhooks/{id}/replay`: put a webhook's dead letters back
-on `deliveries` (the reading is in `services.ingest.replay`)."""
+"""`/v1/apps/{app_id}/webhooks/{id}/replay`: put a webhook's dead letters back on
+`deliveries` as a replay job (202, the job), and follow the job's progress.
+Answered by the event log service (issue 11), which validates the body; ingest
+authorizes, checks that the webhook is the app's, and relays."""
 
 from __future__ import annotations
 
 import logging
 
 from aiohttp import web
-from aiokafka.errors import KafkaError
 
-from schemas.api import ErrorDetail, Replayed, ReplayRequest
-from services.ingest.errors import ApiError
-from services.ingest.http import authorized_app, decode_body, json_response, webhook_of
-from services.ingest.replay import replay_dead_letters
-from services.ingest.state import INGEST
+from services.ingest.http import authorized_app, relay_to_event_log, webhook_of
 
 log = logging.getLogger(__name__)
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/apps/{app_id}/webhooks/{webhook_id}/replay", replay)
+    app.router.add_get("/v1/apps/{app_id}/webhooks/{webhook_id}/replay/{job_id}", replay_job)
 
 
 async def replay(request: web.Request) -> web.Response:
     app_id = authorized_app(request)
-    ingest = request.app[INGEST]
     webhook = webhook_of(request, app_id)
-    body = await decode_body(request, ReplayRequest) if await request.read() else ReplayRequest()
-    if body.since and body.until and body.since > body.until:
-        raise ApiError.invalid([ErrorDetail("until", "must not be before since")])
-    assert ingest.producer is not None
     log.info("replay of dead letters requested", extra={"webhook_id": webhook.id})
-    try:
-        count = await replay_dead_letters(
-            ingest.settings.kafka, ingest.topics.deliveries_dlq,
-            ingest.topics.deliveries, ingest.producer, webhook.id, body.since, body.until,
-        )
-    except KafkaError as exc:
-        log.error("replay failed: %r", exc, extra={"webhook_id": webhook.id})
-        raise ApiError(503, "the event store is unavailable; retry later") from exc
-    return json_response(Replayed(count), status=202)
+    return await relay_to_event_log(request, app_id)
+
+
+async def replay_job(request: web.Request) -> web.Response:
+    app_id = authorized_app(request)
+    webhook_of(request, app_id)
+    return await relay_to_event_log(request, app_id)
