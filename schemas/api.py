@@ -208,10 +208,6 @@ class ReplayRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     until: datetime | None = None
 
 
-class Replayed(msgspec.Struct):
-    replayed: int
-
-
 class AttemptsPage(msgspec.Struct, kw_only=True, omit_defaults=True):
     attempts: list[Attempt]
     # Pass as `cursor` for the next (older) page; absent at the end.

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 
 from schemas.api import (
     MAX_BATCH,
     AttemptsPage,
-    Replayed,
     ReplayRequest,
     ErrorBody,
     EventAccepted,
@@ -26,6 +25,16 @@ from schemas.api import (
     WebhookPatch,
 )
 from schemas.event_types import WILDCARD
+from schemas.eventlog_api import (
+    EventDetail,
+    EventPage,
+    ReplayJob,
+    Resent,
+    ResendRequest,
+    StatusFilter,
+    WebhookStats,
+)
+from schemas.events import MAX_EVENT_ID, Event
 from services.common.target_policy import MAX_TARGET_LENGTH
 from services.common.triggers import (
     CANONICAL_TYPES,
@@ -35,8 +44,11 @@ from services.common.triggers import (
 )
 
 _TYPES: list[type] = [
-    AttemptsPage, Replayed, ReplayRequest, ErrorBody, EventAccepted, EventBatch, EventIn, EventsAccepted, EventTypes, SecretRotated,
-    SecretRotation, WebhookCreate, WebhookList, WebhookOut, WebhookPatch,
+    AttemptsPage, ReplayRequest, ErrorBody, EventAccepted, EventBatch, EventIn, EventsAccepted,
+    EventTypes, SecretRotated, SecretRotation, WebhookCreate, WebhookList, WebhookOut,
+    WebhookPatch,
+    # Answered by the event log service (issue 11), relayed by ingest.
+    Event, EventDetail, EventPage, ReplayJob, Resent, ResendRequest, WebhookStats,
 ]
 _ERRORS = {
     400: "Invalid input (JSON nested deeper than 64 levels included); `details` names "
@@ -50,6 +62,19 @@ _ERRORS = {
     500: "Internal error, logged with the request id.",
     503: "Kafka is unavailable, or webhooks are still loading; retry later.",
 }
+# The routes that the event log service answers (ingest authorizes and relays).
+_EVENT_LOG_ERRORS = {
+    400: "Invalid query, body or cursor; `details` names each field at fault.",
+    404: "No such webhook in this app, or nothing by that id in the event log (it keeps "
+         "HOOKBUS_EVENT_LOG_RETENTION, 7 days by default).",
+    409: "A precondition failed; the message says which.",
+    500: "Internal error, logged with the request id (the event log's answer could not "
+         "be relayed included).",
+    503: "The event log is unavailable, or moving between instances (rebalancing or "
+         "recovering): nothing was done; retry in a few seconds. After a timeout or a "
+         "broken connection a resend or replay may have been carried out: the message "
+         "says so.",
+}
 _SCHEME = ("How deliveries are signed (Standard Webhooks): `v1` HMAC-SHA256 with a `whsec_` "
            "secret, or `v1a` ed25519 with a `whsk_` private key, which is never shown; "
            "receivers verify with its `whpk_` public key.")
@@ -59,11 +84,42 @@ _APP_ID = {"name": "app_id", "in": "path", "required": True,
            "schema": {"type": "string", "minLength": 1, "maxLength": 255}}
 _WEBHOOK_ID = {"name": "webhook_id", "in": "path", "required": True,
                "schema": {"type": "string", "minLength": 1, "maxLength": 255}}
-_LIMIT = {"name": "limit", "in": "query", "required": False,
-          "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}}
-_CURSOR = {"name": "cursor", "in": "query", "required": False,
-           "description": "`next_cursor` of the previous page.",
-           "schema": {"type": "string", "pattern": "^[0-9]+$", "maxLength": 19}}
+_EVENT_ID = {"name": "event_id", "in": "path", "required": True,
+             "schema": {"type": "string", "minLength": 1, "maxLength": MAX_EVENT_ID}}
+# Job ids are the event log's own, short.
+_JOB_ID = {"name": "job_id", "in": "path", "required": True,
+           "schema": {"type": "string", "minLength": 1, "maxLength": 64}}
+
+def _limit(default: int, most: int) -> dict[str, Any]:
+    return {"name": "limit", "in": "query", "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": most, "default": default}}
+
+
+def _cursor(field: str) -> dict[str, Any]:
+    """Opaque (base64url), as the previous page gave it. At most 1,024
+    characters: with the longest ids, the request line still fits."""
+    return {"name": "cursor", "in": "query", "required": False,
+            "description": f"`{field}` of the previous page, as given (opaque).",
+            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "minLength": 1,
+                       "maxLength": 1024}}
+
+
+_ATTEMPTS_PAGE = (_limit(20, 100), _cursor("next_cursor"))
+_EVENTS_PAGE = (_limit(50, 250), _cursor("next"))
+_EVENT_FILTERS = (
+    {"name": "type", "in": "query", "required": False,
+     "description": "Only events of this canonical type.",
+     "schema": {"type": "string", "enum": sorted(CANONICAL_TYPES)}},
+    {"name": "status", "in": "query", "required": False,
+     "description": "Only events with a delivery in this status (`failed`: retrying or dead).",
+     "schema": {"type": "string", "enum": list(get_args(StatusFilter))}},
+    {"name": "since", "in": "query", "required": False,
+     "description": "Only events created at or after this time.",
+     "schema": {"type": "string", "format": "date-time"}},
+    {"name": "until", "in": "query", "required": False,
+     "description": "Only events created before this time.",
+     "schema": {"type": "string", "format": "date-time"}},
+)
 _IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key", "in": "header", "required": False,
     "description": "The same key from the same app within HOOKBUS_IDEMPOTENCY_TTL (24 h "
@@ -84,12 +140,15 @@ def _json(type_: type) -> dict[str, Any]:
 def _operation(
     summary: str, success: int, response: type | None, *, body: type | None = None,
     body_required: bool = True, params: tuple[dict, ...] = (), errors: tuple[int, ...] = (),
+    event_log: bool = False,
 ) -> dict[str, Any]:
+    """`event_log`: answered by the event log service, relayed by ingest."""
     responses: dict[str, Any] = {
         str(success): {"description": summary} | (_json(response) if response else {})
     }
+    described = _ERRORS | (_EVENT_LOG_ERRORS if event_log else {})
     for code in (400, 401, 403, 413, 500, 503, *errors):
-        responses[str(code)] = {"description": _ERRORS[code]} | _json(ErrorBody)
+        responses[str(code)] = {"description": described[code]} | _json(ErrorBody)
     operation: dict[str, Any] = {
         "summary": summary,
         "operationId": summary.lower().replace(" ", "_").replace("'", ""),
@@ -140,6 +199,11 @@ def _constrain(components: dict[str, Any]) -> None:
     components["WebhookOut"]["properties"]["public_keys"]["description"] = (
         "Every `whpk_` key whose `v1a` signatures deliveries carry now, newest first: the "
         "current one, then rotated-out ones until their overlap ends.")
+    components["EventDetail"]["properties"]["event"] = _ref(Event) | {
+        "description": "The envelope as delivered (contract §4)."}
+    components["EventPage"]["properties"]["next"]["description"] = (
+        "Pass as `cursor` for the next (older) page; null at the end. A page may hold "
+        "fewer than `limit` events and still have a next one.")
 
 
 def _webhook_links() -> dict[str, Any]:
@@ -152,6 +216,7 @@ def _webhook_links() -> dict[str, Any]:
             ("DeleteWebhook", "delete_a_webhook"), ("RotateSecret", "rotate_a_webhooks_secret"),
             ("SendTestEvent", "send_a_test_event"),
             ("ListAttempts", "list_a_webhooks_attempts"),
+            ("GetStats", "get_a_webhooks_stats"),
             ("ReplayDeadLetters", "replay_a_webhooks_dead_letters"),
         ]
     }
@@ -166,6 +231,13 @@ def openapi_document(version: str) -> dict[str, Any]:
                         params=(_APP_ID,), errors=(409,))
     create["responses"]["201"]["links"] = _webhook_links()
     app, hook = (_APP_ID,), (_APP_ID, _WEBHOOK_ID)
+    replay = _operation("Replay a webhook's dead letters", 202, ReplayJob, body=ReplayRequest,
+                        body_required=False, params=hook, errors=(404, 409), event_log=True)
+    replay["responses"]["202"]["links"] = {"GetReplayJob": {
+        "operationId": "get_a_replay_job",
+        "parameters": {"app_id": "$request.path.app_id",
+                       "webhook_id": "$request.path.webhook_id", "job_id": "$response.body#/id"},
+    }}
     status_object = {"type": "object", "properties": {"status": {"type": "string"}}}
     return {
         "openapi": "3.1.0",
@@ -202,16 +274,33 @@ def openapi_document(version: str) -> dict[str, Any]:
             },
             "/v1/apps/{app_id}/webhooks/{webhook_id}/attempts": {
                 "get": _operation("List a webhook's attempts", 200, AttemptsPage,
-                                  params=(*hook, _LIMIT, _CURSOR), errors=(404,)),
+                                  params=(*hook, *_ATTEMPTS_PAGE), errors=(404,),
+                                  event_log=True),
             },
-            "/v1/apps/{app_id}/webhooks/{webhook_id}/replay": {
-                "post": _operation("Replay a webhook's dead letters", 202, Replayed,
-                                   body=ReplayRequest, body_required=False, params=hook,
-                                   errors=(404,)),
+            "/v1/apps/{app_id}/webhooks/{webhook_id}/stats": {
+                "get": _operation("Get a webhook's stats", 200, WebhookStats, params=hook,
+                                  errors=(404,), event_log=True),
+            },
+            "/v1/apps/{app_id}/webhooks/{webhook_id}/replay": {"post": replay},
+            "/v1/apps/{app_id}/webhooks/{webhook_id}/replay/{job_id}": {
+                "get": _operation("Get a replay job", 200, ReplayJob, params=(*hook, _JOB_ID),
+                                  errors=(404,), event_log=True),
             },
             "/v1/apps/{app_id}/events": {
                 "post": _operation("Publish an event", 202, EventAccepted, body=EventIn,
                                    params=(_APP_ID, _IDEMPOTENCY_KEY)),
+                "get": _operation("List events", 200, EventPage,
+                                  params=(_APP_ID, *_EVENT_FILTERS, *_EVENTS_PAGE),
+                                  errors=(404,), event_log=True),
+            },
+            "/v1/apps/{app_id}/events/{event_id}": {
+                "get": _operation("Get an event", 200, EventDetail, params=(_APP_ID, _EVENT_ID),
+                                  errors=(404,), event_log=True),
+            },
+            "/v1/apps/{app_id}/events/{event_id}/resend": {
+                "post": _operation("Resend an event", 202, Resent, body=ResendRequest,
+                                   body_required=False, params=(_APP_ID, _EVENT_ID),
+                                   errors=(404, 409), event_log=True),
             },
             "/v1/apps/{app_id}/events/batch": {
                 "post": _operation("Publish events (one Kafka transaction)", 202,
