@@ -231,6 +231,13 @@ def openapi_document(version: str) -> dict[str, Any]:
                         params=(_APP_ID,), errors=(409,))
     create["responses"]["201"]["links"] = _webhook_links()
     app, hook = (_APP_ID,), (_APP_ID, _WEBHOOK_ID)
+    publish = _operation("Publish an event", 202, EventAccepted, body=EventIn,
+                         params=(_APP_ID, _IDEMPOTENCY_KEY))
+    publish["responses"]["202"]["links"] = {
+        name: {"operationId": operation, "parameters": {
+            "app_id": "$request.path.app_id", "event_id": "$response.body#/id"}}
+        for name, operation in [("GetEvent", "get_an_event"), ("ResendEvent", "resend_an_event")]
+    }
     replay = _operation("Replay a webhook's dead letters", 202, ReplayJob, body=ReplayRequest,
                         body_required=False, params=hook, errors=(404, 409), event_log=True)
     replay["responses"]["202"]["links"] = {"GetReplayJob": {
@@ -287,8 +294,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                                   errors=(404,), event_log=True),
             },
             "/v1/apps/{app_id}/events": {
-                "post": _operation("Publish an event", 202, EventAccepted, body=EventIn,
-                                   params=(_APP_ID, _IDEMPOTENCY_KEY)),
+                "post": publish,
                 "get": _operation("List events", 200, EventPage,
                                   params=(_APP_ID, *_EVENT_FILTERS, *_EVENTS_PAGE),
                                   errors=(404,), event_log=True),
