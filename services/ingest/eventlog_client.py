@@ -28,6 +28,7 @@ from services.ingest.eventlog_routing import (
     MAX_ANSWER_BODY,
     MAX_OWNERS_BODY,
     MOVING,
+    UNREACHABLE,
     BadOwners,
     Decision,
     Failure,
@@ -137,8 +138,8 @@ class EventLogClient:
         if owner is None:  # not loaded yet, or the partition is being moved
             await self._refreshed(wait=REFRESH_WAIT)
             owner = None if self.owners is None else self.owners.owner_of(app_id)
-        if owner is None:
-            raise ApiError(503, MOVING)
+        if owner is None:  # (no map at all: no instance has answered one that holds up)
+            raise ApiError(503, UNREACHABLE if self.owners is None else MOVING)
         return owner
 
     async def _ask(self, owner: str, method: str, path_qs: str, body: bytes,

@@ -33,6 +33,7 @@ MAX_ANSWER_BODY = 16 << 20
 
 MOVING = ("the event log is moving between instances (rebalancing or recovering); "
           "retry in a few seconds")
+UNREACHABLE = "the event log is unavailable; retry in a few seconds"
 
 
 class BadUrl(ValueError):

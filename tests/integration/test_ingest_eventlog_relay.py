@@ -23,7 +23,7 @@ from services.common.target_policy import TargetPolicy
 from services.common.topics import Topics
 from services.eventlog.keys import partition_of
 from services.ingest.app import create_app
-from services.ingest.eventlog_routing import MAX_ANSWER_BODY, MOVING
+from services.ingest.eventlog_routing import MAX_ANSWER_BODY, MOVING, UNREACHABLE
 from services.ingest.settings import Settings
 from tests.conftest import JWT_SECRET, SECRET_KEYS, auth, token, until
 from tests.integration.conftest import APP, Api, assert_error
@@ -289,6 +289,7 @@ async def test_with_no_event_log_at_all_ingest_is_ready_and_takes_events(
     api = await ingest(f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}")
     status, error = await api.call("GET", f"/v1/apps/{APP}/events", headers=auth(APP))
     assert_error(status, error, 503)
+    assert error is not None and error["error"]["message"] == UNREACHABLE
     assert await _ready(api)
     status, accepted = await api.call("POST", f"/v1/apps/{APP}/events", headers=auth(APP),
                                       json={"type": "message.received"})
