@@ -167,7 +167,7 @@ def key_of_cursor(cursor: str, prefix: bytes) -> bytes:
 # -- the rest of the table (services/eventlog/fold.py) -------------------------
 #     A | app | event | webhook | at(8) | src(12)   an attempt row of one delivery:
 #                                                  its H key (oldest first)
-#     H | app | webhook | inv_at(8) | src(12)       a webhook's attempts, newest first:
+#     H | app | webhook | inv_at(8) | inv_src(12)   a webhook's attempts, newest first:
 #                                                  the attempt record
 #     F | app | inv_time | event                    events with a delivery retrying or dead
 #     O | app | event | webhook | src(12)           an attempt filed before its event was
@@ -206,7 +206,11 @@ def history_prefix(app_id: str, webhook_id: str) -> bytes:
 
 
 def history_key(app_id: str, webhook_id: str, at_ms: int, partition: int, offset: int) -> bytes:
-    return history_prefix(app_id, webhook_id) + inverted(at_ms) + _src(partition, offset)
+    """Newest first: records of one millisecond (an attempt and its dead letter)
+    by offset, latest first (a webhook's records share one `attempts` partition)."""
+    _src(partition, offset)  # checks the ranges
+    return history_prefix(app_id, webhook_id) + inverted(at_ms) + struct.pack(
+        ">IQ", (1 << 31) - 1 - partition, (1 << 63) - 1 - offset)
 
 
 def failed_prefix(app_id: str) -> bytes:
