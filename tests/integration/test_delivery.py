@@ -38,7 +38,7 @@ async def attempts_of(client: Client, webhook_id: str, count: int) -> list[dict]
     """The webhook's attempts log, once it holds `count` attempts."""
     async with asyncio.timeout(20):
         while True:
-            page = await client.call("GET", f"/webhooks/{webhook_id}/attempts?limit=50", 200)
+            page = await client.read(f"/webhooks/{webhook_id}/attempts?limit=50")
             if len(page["attempts"]) >= count:
                 return page["attempts"]
             await asyncio.sleep(0.2)
@@ -109,13 +109,12 @@ async def test_exhausted_tasks_are_dead_letters_and_replay_delivers_them(
     assert [a for a in attempts if a["result"] == "failure"][0]["response"] == "boom"
 
     healthy = True
-    replayed = await client.call("POST", f"/webhooks/{hook['id']}/replay", 202, json={})
-    assert replayed == {"replayed": 2}
+    replayed = await client.replay(hook["id"])
+    assert (replayed["replayed"], replayed["total"]) == (2, 2)
     got = await receiver.wait_count("/down", 8)
     assert {r.headers["webhook-id"] for r in got[6:]} == events
-    none = await client.call("POST", f"/webhooks/{hook['id']}/replay", 202,
-                             json={"since": "2100-01-01T00:00:00Z"})
-    assert none == {"replayed": 0}
+    none = await client.replay(hook["id"], since="2100-01-01T00:00:00Z")
+    assert (none["replayed"], none["total"]) == (0, 0)
 
 
 async def test_retry_after_is_honoured(client: Client, receiver: Receiver) -> None:
@@ -246,7 +245,7 @@ async def test_https_verified_against_the_ca_bundle(
     kafka, topics: Topics, tmp_path: Path, https_receiver: Receiver, ca_bundle: str  # noqa: ANN001
 ) -> None:
     stack = make_stack(kafka.bootstrap, topics.prefix, tmp_path, HOOKBUS_CA_BUNDLE=ca_bundle)
-    for name in ("ingest", "router", "deliverer"):
+    for name in ("eventlog", "ingest", "router", "deliverer"):
         stack.start(name)
     stranger = Receiver(_self_signed_context(tmp_path))
     await stranger.start()

@@ -44,6 +44,7 @@ async def test_schemathesis_finds_no_server_error_and_no_nonconformance(
     kafka: Broker, topics: Topics, tmp_path: Path
 ) -> None:
     stack = make_stack(kafka.bootstrap, topics.prefix, tmp_path)
+    stack.start("eventlog")
     stack.start("ingest")
     try:
         await stack.wait_ready()
@@ -59,4 +60,4 @@ async def test_schemathesis_finds_no_server_error_and_no_nonconformance(
         assert process.returncode == 0, output[-6000:]
         assert summary is not None and summary[1] == summary[2] and int(summary[1]) > 500
     finally:
-        assert stack.stop() == {"ingest": 0}
+        assert stack.stop() == {"eventlog": 0, "ingest": 0}
