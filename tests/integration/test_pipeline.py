@@ -81,4 +81,4 @@ async def test_events_for_other_types_and_apps_are_not_delivered(
 async def test_sigterm_stops_every_service_cleanly(stack: Stack) -> None:
     codes = stack.stop()
     logs = "\n".join(f"--- {s.name}\n{s.log()[-4000:]}" for s in stack.services.values())
-    assert codes == {"ingest": 0, "router": 0, "deliverer": 0}, logs
+    assert codes == {"eventlog": 0, "ingest": 0, "router": 0, "deliverer": 0}, logs
