@@ -97,10 +97,13 @@ class Topics:
             # Its own sweep deletes keys (tombstones) once they are past the
             # retention; `delete` bounds what a missed sweep leaves: a key is
             # written at the latest when the last retry of an event routed a
-            # retention ago is filed. Segments roll and compact daily.
+            # retention ago is filed; a webhook's hour counters live a week,
+            # and its W row is written again every half retention while in use.
+            # Segments roll and compact daily.
             TopicSpec(self.eventlog_changelog, {
                 "cleanup.policy": "compact,delete",
-                "retention.ms": str(_ms(self.event_log_retention + self.retry_window) + _DAY_MS),
+                "retention.ms": str(_ms(max(self.event_log_retention, 7 * 86400.0 + 3600)
+                                        + self.retry_window) + _DAY_MS),
                 "segment.ms": str(_DAY_MS),
                 "max.compaction.lag.ms": str(_DAY_MS)}),
         ]

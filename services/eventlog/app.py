@@ -51,6 +51,7 @@ from services.common.topics import Topics
 from services.eventlog import fold, keys, queries, replay
 from services.eventlog.envelopes import Envelopes, Unavailable
 from services.eventlog.settings import Settings
+from services.eventlog.store import Overlay, Store
 from services.eventlog.table import NotOpen, PartitionStore
 from services.ingest.auth import authorize
 from services.ingest.errors import ApiError
@@ -227,16 +228,17 @@ class EventLog:
         message = None
         try:
             async for batch in manual.take_events(FILE_BATCH, within=0.05):
-                stores: dict[int, PartitionStore] = {}
+                stores: dict[int, Overlay] = {}
                 for event in batch:
                     message = event.message
-                    store = stores.get(message.partition)
-                    if store is None:
-                        store = stores[message.partition] = PartitionStore(
-                            self.table, message.partition, open_it=True)
-                    self.metrics.updates.labels(self._file_one(store, message)).inc()
-                for store in stores.values():
-                    await store.acknowledged()
+                    staged = stores.get(message.partition)
+                    if staged is None:
+                        staged = stores[message.partition] = Overlay(PartitionStore(
+                            self.table, message.partition, open_it=True))
+                    self.metrics.updates.labels(self._file_one(staged, message)).inc()
+                for staged in stores.values():
+                    assert isinstance(staged.base, PartitionStore)
+                    await staged.base.commit(staged.writes)
                 generation = self.app.consumer_generation_id
                 for event in batch:
                     if event.message.generation_id == generation:
@@ -245,7 +247,10 @@ class EventLog:
         except Exception as exc:
             _exit_unfinished(message, exc)
 
-    def _file_one(self, store: PartitionStore, message: Any) -> str:
+    def _file_one(self, store: Store, message: Any) -> str:
+        """File one record in `store`, all or nothing: a record that cannot be
+        filed (bad ids, times or numbers that no key or row can hold) is
+        skipped, with nothing of it written."""
         if message.value is None:
             return "skipped"
         try:
@@ -261,9 +266,12 @@ class EventLog:
                           "its app's (written with another partitioner?)", app_id,
                           message.partition)
                 return "misplaced"
-            return fold.apply(store, update, now_ms=int(time.time() * 1000),
-                              retention_ms=int(self.settings.retention * 1000))
-        except keys.BadKey as exc:
+            staged = Overlay(store)
+            outcome = fold.apply(staged, update, now_ms=int(time.time() * 1000),
+                                 retention_ms=int(self.settings.retention * 1000))
+            staged.apply()
+            return outcome
+        except (keys.BadKey, ValueError, OverflowError, TypeError) as exc:
             log.error("skipping an eventlog.updates record %s/%d@%d: %s", message.topic,
                       message.partition, message.offset, exc)
             return "skipped"
@@ -281,9 +289,11 @@ class EventLog:
             except NotOpen:
                 continue
             while True:
-                deleted = fold.sweep(store, now_ms=now_ms, budget=SWEEP_BUDGET)
+                staged = Overlay(store)
+                deleted = fold.sweep(staged, now_ms=now_ms, budget=SWEEP_BUDGET,
+                                     retention_ms=int(self.settings.retention * 1000))
+                await store.commit(staged.writes)
                 self.metrics.swept.inc(deleted)
-                await store.acknowledged()
                 if deleted < SWEEP_BUDGET or self.busy() is not None \
                         or not self.owns(tp.partition):
                     break
@@ -315,25 +325,29 @@ class EventLog:
                 continue
             for _, value in list(store.scan(b"J")):
                 row = replay.job_row(value)
-                if row.job.state == "running" and (row.app_id, row.job.webhook_id) not in self.jobs:
+                key = (row.app_id, row.job.webhook_id)
+                if row.job.state == "running" and key not in self.jobs \
+                        and key not in self._replay_requests:
                     log.info("resuming replay job %s at offset %d", row.job.id, row.next_offset,
                              extra={"webhook_id": row.job.webhook_id})
                     self._run_job(row)
 
     def _save_job(self, row: replay.JobRow) -> asyncio.Future | None:
+        """Write the job's row; raises NotOwner when this instance no longer
+        owns its app (the next owner resumes the job from its last row)."""
         partition = keys.partition_of(row.app_id, self.partitions)
         if not self.owns(partition):
-            raise asyncio.CancelledError  # another instance owns it now: it resumes the job
+            raise NotOwner(partition)
         try:
             store = PartitionStore(self.table, partition)
         except NotOpen:
-            raise asyncio.CancelledError from None
+            raise NotOwner(partition) from None
         key = keys.job_key(row.app_id, row.job.webhook_id, row.job.id)
-        store.put(key, replay.encode_job_row(row))
+        writes: dict[bytes, bytes | None] = {key: replay.encode_job_row(row)}
         if row.job.state != "running":
-            store.put(keys.time_key(int(time.time() * 1000 + self.settings.retention * 1000),
-                                    key), b"")
-        return asyncio.ensure_future(store.acknowledged())
+            writes[keys.time_key(int(time.time() * 1000 + self.settings.retention * 1000),
+                                 key)] = b""
+        return asyncio.ensure_future(store.commit(writes))
 
     def _run_job(self, row: replay.JobRow) -> None:
         assert self.producer is not None
@@ -344,8 +358,9 @@ class EventLog:
                 await replay.run(row, kafka=self.settings.kafka, dlq_topic=self.topics.deliveries_dlq,
                                  deliveries_topic=self.topics.deliveries, producer=self.producer,
                                  rate=self.settings.replay_rate, save=self._save_job)
-            except asyncio.CancelledError:
-                raise
+            except (asyncio.CancelledError, NotOwner):
+                log.info("replay job %s stops here: its app moved to another instance",
+                         row.job.id, extra={"webhook_id": row.job.webhook_id})
             except (KafkaError, OSError) as exc:
                 log.error("replay job %s failed: %r", row.job.id, exc,
                           extra={"webhook_id": row.job.webhook_id})
@@ -363,6 +378,10 @@ class EventLog:
         key = (row.app_id, row.job.webhook_id)
         task = asyncio.ensure_future(job())
         self.jobs[key] = task
+
+
+class NotOwner(Exception):
+    """This instance does not own the partition (any more)."""
 
 
 def _exit_unfinished(message: Any, exc: BaseException) -> NoReturn:
@@ -428,7 +447,7 @@ def _authorized(request: web.Request) -> tuple[EventLog, str]:
 def _limit(request: web.Request, default: int, most: int,
            problems: list[ErrorDetail]) -> int:
     raw = request.query.get("limit", str(default))
-    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw[:6]) <= most):
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4 and 1 <= int(raw) <= most):
         problems.append(ErrorDetail("limit", f"must be an integer from 1 to {most}"))
         return default
     return int(raw)
@@ -439,13 +458,18 @@ def _time_param(request: web.Request, name: str, problems: list[ErrorDetail]) ->
     if raw is None:
         return None
     try:
-        moment = msgspec.json.decode(msgspec.json.encode(raw), type=datetime)
-        keys.inverted(fold.ms_of(moment if moment.tzinfo else moment.replace(tzinfo=UTC)))
+        moment = _utc(msgspec.json.decode(msgspec.json.encode(raw), type=datetime))
+        keys.inverted(fold.ms_of(moment))
         return moment
     except (msgspec.ValidationError, keys.BadKey, OverflowError, ValueError):
         problems.append(ErrorDetail(name, "must be an RFC 3339 date-time, e.g. "
                                           "2026-11-23T12:00:00Z"))
         return None
+
+
+def _utc(moment: datetime) -> datetime:
+    """A time without an offset is read as UTC (as the router reads events')."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _ids_ok(*values: str) -> None:
@@ -575,7 +599,9 @@ async def start_replay(request: web.Request) -> web.Response:
     service, app_id = _authorized(request)
     webhook_id = request.match_info["webhook_id"]
     body = await decode_body(request, ReplayRequest) if await request.read() else ReplayRequest()
-    if body.since and body.until and body.since > body.until:
+    since = _utc(body.since) if body.since else None
+    until = _utc(body.until) if body.until else None
+    if since and until and since > until:
         raise ApiError.invalid([ErrorDetail("until", "must not be before since")])
     _ids_ok(app_id, webhook_id)
     store = service.store_for(app_id)
@@ -598,17 +624,23 @@ async def start_replay(request: web.Request) -> web.Response:
             raise ApiError(503, "the event log is starting; retry in a few seconds")
         tp = TopicPartition(service.topics.deliveries_dlq, keys.partition_of(webhook_id, count))
         try:
-            start, end = await replay.window(service.settings.kafka, tp, body.since)
+            start, end = await replay.window(service.settings.kafka, tp, since)
         except KafkaError as exc:
             raise ApiError(503, f"the dead letters cannot be read now ({exc!r}); retry") from None
         job = ReplayJob(id=new_id("rj"), webhook_id=webhook_id, state="running",
-                        since=body.since, until=body.until, created_at=datetime.now(UTC),
+                        since=since, until=until, created_at=datetime.now(UTC),
                         total=max(0, end - start))
         row = replay.JobRow(job=job, app_id=app_id, dlq_partition=tp.partition,
                             next_offset=start, end_offset=end)
-        pending = service._save_job(row)
-        if pending is not None:
-            await pending
+        try:
+            pending = service._save_job(row)
+            if pending is not None:
+                await pending
+        except NotOwner:
+            raise ApiError(503, "the event log is moving partitions; retry in a few "
+                                "seconds") from None
+        except KafkaError as exc:
+            raise ApiError(503, f"the job could not be saved ({exc!r}); retry") from None
         service._run_job(row)
     finally:
         service._replay_requests.discard(key)

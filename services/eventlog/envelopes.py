@@ -24,8 +24,9 @@ from services.eventlog.rows import EventRow
 log = logging.getLogger(__name__)
 _record = msgspec.json.Decoder(EventRecord).decode
 _encode = msgspec.json.Encoder().encode
-CACHE_SIZE = 512
-FETCH_TIMEOUT_MS = 3000
+CACHE_BYTES = 16 << 20        # envelopes kept, in all
+CACHE_LARGEST = 256 << 10     # larger ones are read each time
+FETCH_TIMEOUT_MS = 1500
 
 
 class Unavailable(Exception):
@@ -39,11 +40,15 @@ class Envelopes:
         self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
         self._cache: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
+        self._cached_bytes = 0
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
             **client_options(self._kafka), group_id=None, enable_auto_commit=False,
-            isolation_level="read_committed", max_partition_fetch_bytes=1 << 20)
+            isolation_level="read_committed", max_partition_fetch_bytes=1 << 20,
+            # No long poll: a fetch (or an offsets request queued behind one on
+            # the connection) answers in milliseconds.
+            fetch_max_wait_ms=10)
         await self._consumer.start()
 
     async def stop(self) -> None:
@@ -56,9 +61,11 @@ class Envelopes:
         cached = self._cache.get(where)
         if cached is None:
             cached = await self._fetch(*where)
-            self._cache[where] = cached
-            if len(self._cache) > CACHE_SIZE:
-                self._cache.popitem(last=False)
+            if len(cached) <= CACHE_LARGEST and where not in self._cache:
+                self._cache[where] = cached
+                self._cached_bytes += len(cached)
+                while self._cached_bytes > CACHE_BYTES:
+                    self._cached_bytes -= len(self._cache.popitem(last=False)[1])
         else:
             self._cache.move_to_end(where)
         return _as_delivered(cached, app_id, event_id, row)
@@ -71,10 +78,21 @@ class Envelopes:
         async with self._lock:
             try:
                 consumer.assign([tp])
+                # A position retention deleted, or one past the end, would make
+                # the fetch wait its whole timeout (with the lock held): answer
+                # at once.
+                first = (await consumer.beginning_offsets([tp]))[tp]
+                end = (await consumer.end_offsets([tp]))[tp]
+                if not first <= offset < end:
+                    raise Unavailable("the event's record is no longer in Kafka (past its "
+                                      "retention)")
                 consumer.seek(tp, offset)
                 found = await consumer.getmany(tp, timeout_ms=FETCH_TIMEOUT_MS, max_records=1)
             except (KafkaError, OSError, AssertionError) as exc:
                 raise Unavailable(f"cannot read {tp.topic}/{partition}: {exc!r}") from None
+            finally:
+                # Nothing assigned between reads: no fetching while idle.
+                consumer.unsubscribe()
         records = found.get(tp, [])
         if not records or records[0].offset != offset or records[0].value is None:
             raise Unavailable("the event's record is no longer in Kafka (past its retention)")

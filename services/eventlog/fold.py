@@ -25,7 +25,7 @@ and expiring them. Pure: a function of the store, the record and the time.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -46,7 +46,18 @@ _filed = msgspec.json.Decoder(Filed).decode
 
 
 def ms_of(moment: datetime) -> int:
+    """Milliseconds since the epoch; a time without an offset is UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
+
+
+_LARGEST = (1 << 63) - 1
+
+
+def _check_position(partition: int, offset: int) -> None:
+    if not (0 <= partition <= _LARGEST and 0 <= offset <= _LARGEST):
+        raise keys.BadKey("a partition or offset out of range")
 
 
 def apply(store: Store, update: Update, *, now_ms: int, retention_ms: int) -> str:
@@ -58,6 +69,7 @@ def apply(store: Store, update: Update, *, now_ms: int, retention_ms: int) -> st
 
 def _routed(store: Store, update: Routed, now_ms: int, retention_ms: int) -> str:
     app, event_id = update.app_id, update.event_id
+    _check_position(update.partition, update.offset)
     id_key = keys.id_key(app, event_id)
     event_key = store.get(id_key)
     row = rows.event_row(store.get(event_key)) if event_key is not None and \
@@ -78,22 +90,37 @@ def _routed(store: Store, update: Routed, now_ms: int, retention_ms: int) -> str
     store.put(event_key, rows.encode(row))
     for orphan_key, value in list(store.scan(keys.orphans_prefix(app, event_id))):
         store.delete(orphan_key)
-        _filed_update(store, _filed(value), now_ms, retention_ms)
+        _filed_update(store, _filed(value[1:]), now_ms, retention_ms,
+                      counted=value[:1] == _COUNTED)
     return outcome
 
 
-def _filed_update(store: Store, update: Filed, now_ms: int, retention_ms: int) -> str:
+_COUNTED = b"C"   # an orphan whose attempt is in its webhook's counters already
+_UNCOUNTED = b"N"
+
+
+def _filed_update(store: Store, update: Filed, now_ms: int, retention_ms: int, *,
+                  counted: bool = False) -> str:
     attempt = update.attempt
     app, event_id, webhook_id = attempt.app_id, attempt.event_id, attempt.webhook_id
     if not app:
         return "no_app"  # written before attempts carried their app
+    _check_position(update.partition, update.offset)
     delivery_key = keys.delivery_key(app, event_id, webhook_id)
     delivery_raw = store.get(delivery_key)
     if delivery_raw is None:
         orphan = keys.orphan_key(app, event_id, webhook_id, update.partition, update.offset)
-        if store.get(orphan) is None:
-            store.put(orphan, _filed_json(update))
-            store.put(keys.time_key(now_ms + ORPHAN_MS, orphan), b"")
+        if store.get(orphan) is not None:
+            return "orphaned"
+        # A delivery the log no longer holds (a dead letter replayed after its
+        # event's retention) of a webhook this app's deliveries have used: its
+        # webhook's counters count it. An unknown webhook's are not made.
+        counted = store.get(keys.webhook_key(app, webhook_id)) is not None and \
+            store.get(keys.id_key(app, event_id)) is None
+        if counted:
+            _count(store, attempt, ms_of(attempt.at), now_ms, retention_ms)
+        store.put(orphan, (_COUNTED if counted else _UNCOUNTED) + _filed_json(update))
+        store.put(keys.time_key(now_ms + ORPHAN_MS, orphan), b"")
         return "orphaned"
     at_ms = ms_of(attempt.at)
     row_key = keys.attempt_row_key(app, event_id, webhook_id, at_ms, update.partition,
@@ -103,13 +130,15 @@ def _filed_update(store: Store, update: Filed, now_ms: int, retention_ms: int) -
     history_key = keys.history_key(app, webhook_id, at_ms, update.partition, update.offset)
     store.put(history_key, _attempt_json(attempt))
     store.put(row_key, history_key)
-    _move(store, delivery_key, rows.delivery_row(delivery_raw), attempt, at_ms)
-    _count(store, attempt, at_ms)
+    _move(store, delivery_key, rows.delivery_row(delivery_raw), attempt, at_ms, now_ms,
+          retention_ms)
+    if not counted:
+        _count(store, attempt, at_ms, now_ms, retention_ms)
     return "filed"
 
 
 def _move(store: Store, delivery_key: bytes, delivery: rows.DeliveryRow, attempt: Attempt,
-          at_ms: int) -> None:
+          at_ms: int, now_ms: int, retention_ms: int) -> None:
     """The delivery's new status, and its event's counts, failed index and its
     webhook's dead letters with it."""
     new_series = attempt.origin != delivery.origin
@@ -142,20 +171,19 @@ def _move(store: Store, delivery_key: bytes, delivery: rows.DeliveryRow, attempt
             else:
                 store.delete(failed_key)
     if "dead" in (before, status):
-        webhook_key = keys.webhook_key(app, attempt.webhook_id)
-        raw = store.get(webhook_key)
-        webhook = rows.webhook_row(raw) if raw is not None else rows.WebhookRow()
-        webhook.dead_letters = max(0, webhook.dead_letters + (1 if status == "dead" else -1))
-        store.put(webhook_key, rows.encode(webhook))
+        change = 1 if status == "dead" else -1
+        _update_webhook(store, app, attempt.webhook_id, now_ms, retention_ms,
+                        lambda w: setattr(w, "dead_letters", max(0, w.dead_letters + change)))
 
 
-def _count(store: Store, attempt: Attempt, at_ms: int) -> None:
+def _count(store: Store, attempt: Attempt, at_ms: int, now_ms: int, retention_ms: int) -> None:
     """The webhook's last results, streak, breaker and counters."""
     app, webhook_id, result = attempt.app_id, attempt.webhook_id, attempt.result
     if result == "deferred":
         if attempt.error and attempt.error.startswith("circuit open") and attempt.retry_at:
-            _update_webhook(store, app, webhook_id,
-                            lambda w: setattr(w, "breaker_until_ms", ms_of(attempt.retry_at)))
+            until = ms_of(attempt.retry_at)
+            _update_webhook(store, app, webhook_id, now_ms, retention_ms,
+                            lambda w: setattr(w, "breaker_until_ms", until))
         return
     if result not in ("success", "failure", "gone", "refused", "dead"):
         return
@@ -163,9 +191,12 @@ def _count(store: Store, attempt: Attempt, at_ms: int) -> None:
         def ok(w: rows.WebhookRow) -> None:
             if w.last_success_ms is None or at_ms >= w.last_success_ms:
                 w.last_success_ms = at_ms
-                w.streak = 0
-                w.breaker_until_ms = None
-        _update_webhook(store, app, webhook_id, ok)
+                # Records come out of time order (retry tiers are read by any
+                # deliverer): an older success ends no later streak.
+                if w.last_failure_ms is None or at_ms >= w.last_failure_ms:
+                    w.streak = 0
+                    w.breaker_until_ms = None
+        _update_webhook(store, app, webhook_id, now_ms, retention_ms, ok)
     elif result != "dead":
         def failed(w: rows.WebhookRow) -> None:
             if w.last_failure_ms is None or at_ms >= w.last_failure_ms:
@@ -173,7 +204,7 @@ def _count(store: Store, attempt: Attempt, at_ms: int) -> None:
                 w.last_failure = attempt.error
             if w.last_success_ms is None or at_ms > w.last_success_ms:
                 w.streak += 1
-        _update_webhook(store, app, webhook_id, failed)
+        _update_webhook(store, app, webhook_id, now_ms, retention_ms, failed)
     for key, expires in (
         (keys.minute_key(app, webhook_id, at_ms // MINUTE_MS),
          (at_ms // MINUTE_MS + 1) * MINUTE_MS + HOUR_MS),
@@ -197,11 +228,21 @@ def _count(store: Store, attempt: Attempt, at_ms: int) -> None:
         store.put(key, rows.encode(counters))
 
 
-def _update_webhook(store: Store, app: str, webhook_id: str, change) -> None:  # type: ignore[no-untyped-def]
+def _update_webhook(store: Store, app: str, webhook_id: str, now_ms: int, retention_ms: int,
+                    change) -> None:  # type: ignore[no-untyped-def]
+    """Change a webhook's W row. A new row gets a T key at half the retention:
+    the sweep then writes the row again (so that its changelog record never
+    ages out while the row is in use) or, once it has not changed for the
+    retention, deletes it."""
     key = keys.webhook_key(app, webhook_id)
     raw = store.get(key)
-    webhook = rows.webhook_row(raw) if raw is not None else rows.WebhookRow()
+    if raw is None:
+        webhook = rows.WebhookRow()
+        store.put(keys.time_key(now_ms + retention_ms // 2, key), b"")
+    else:
+        webhook = rows.webhook_row(raw)
     change(webhook)
+    webhook.touched_ms = max(webhook.touched_ms, now_ms)
     store.put(key, rows.encode(webhook))
 
 
@@ -212,7 +253,7 @@ def latency_bucket(latency_ms: float) -> int:
     return len(rows.LATENCY_BOUNDS_MS)
 
 
-def sweep(store: Store, *, now_ms: int, budget: int = 10_000) -> int:
+def sweep(store: Store, *, now_ms: int, retention_ms: int, budget: int = 10_000) -> int:
     """Delete what expired by `now_ms`, at most `budget` T keys' worth (a sweep
     is a bounded step: call again until it returns less); returns how many
     keys were deleted."""
@@ -225,7 +266,9 @@ def sweep(store: Store, *, now_ms: int, budget: int = 10_000) -> int:
     for time_key in due:
         target = keys.key_of_time_key(time_key)
         if target[:1] == b"E":
-            deleted += _delete_event(store, target)
+            deleted += _delete_event(store, target, now_ms, retention_ms)
+        elif target[:1] == b"W":
+            deleted += _renew_or_delete_webhook(store, target, now_ms, retention_ms)
         elif store.get(target) is not None:
             store.delete(target)
             deleted += 1
@@ -234,11 +277,30 @@ def sweep(store: Store, *, now_ms: int, budget: int = 10_000) -> int:
     return deleted
 
 
-def _delete_event(store: Store, event_key: bytes) -> int:
+def _renew_or_delete_webhook(store: Store, key: bytes, now_ms: int, retention_ms: int) -> int:
+    raw = store.get(key)
+    if raw is None:
+        return 0
+    webhook = rows.webhook_row(raw)
+    if webhook.touched_ms + retention_ms <= now_ms:
+        store.delete(key)
+        return 1
+    store.put(key, raw)  # renews its changelog record
+    store.put(keys.time_key(now_ms + retention_ms // 2, key), b"")
+    return 0
+
+
+def _delete_event(store: Store, event_key: bytes, now_ms: int, retention_ms: int) -> int:
     try:
         app, created_ms, event_id = keys.split_event_key(event_key)
     except keys.BadKey:
         return 0
+    prefix = keys.deliveries_prefix(app, event_id)
+    for delivery_key, value in list(store.scan(prefix)):
+        if rows.delivery_row(value).status == "dead":  # no longer waiting: forgotten
+            webhook_id, _ = keys._read_part(delivery_key, len(prefix))
+            _update_webhook(store, app, webhook_id, now_ms, retention_ms,
+                            lambda w: setattr(w, "dead_letters", max(0, w.dead_letters - 1)))
     doomed = [event_key, keys.id_key(app, event_id), keys.failed_key(app, created_ms, event_id)]
     prefix = keys.event_attempts_prefix(app, event_id)
     for row_key, history_key in store.scan(prefix):

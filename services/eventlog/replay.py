@@ -59,7 +59,9 @@ async def window(kafka: KafkaAccess, tp: TopicPartition, since: datetime | None)
         start = (await consumer.beginning_offsets([tp]))[tp]
         end = (await consumer.end_offsets([tp]))[tp]
         if since is not None:
-            found = (await consumer.offsets_for_times({tp: int(since.timestamp() * 1000)}))[tp]
+            # Before 1970 is the start (the broker takes no negative time).
+            at = max(0, int(since.timestamp() * 1000))
+            found = (await consumer.offsets_for_times({tp: at}))[tp]
             start = found.offset if found is not None else end
         return start, end
     finally:

@@ -59,6 +59,7 @@ class WebhookRow(msgspec.Struct, array_like=True):
     streak: int = 0            # failed attempts since the last success
     dead_letters: int = 0      # deliveries now dead (not replayed or resent since)
     breaker_until_ms: int | None = None
+    touched_ms: int = 0        # when it last changed (the sweep renews or deletes it)
 
 
 class Bucket(msgspec.Struct, array_like=True):

@@ -53,3 +53,49 @@ class MemoryStore:
 
     def items(self) -> list[tuple[bytes, bytes]]:
         return [(k, self._values[k]) for k in self._keys]
+
+
+_DELETED = None
+
+
+class Overlay:
+    """Writes held over a base store, read through: filing one record (or a
+    batch, or a sweep step) in an overlay makes it all-or-nothing. `apply`
+    puts the writes into the base; the service sends them to the changelog
+    and awaits the acknowledgements before it writes its RocksDB
+    (PartitionStore.commit), so that the database never holds what the
+    changelog may not."""
+
+    def __init__(self, base: Store) -> None:
+        self.base = base
+        self.writes: dict[bytes, bytes | None] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self.writes:
+            return self.writes[key]
+        return self.base.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.writes[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.writes[key] = _DELETED
+
+    def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        low = max(prefix, start or prefix)
+        mine = sorted((k, v) for k, v in self.writes.items() if k.startswith(prefix) and k >= low)
+        if not mine:
+            yield from self.base.scan(prefix, start)
+            return
+        overridden = {k for k, _ in mine}
+        merged = [(k, v) for k, v in self.base.scan(prefix, start) if k not in overridden]
+        merged += [(k, v) for k, v in mine if v is not _DELETED]
+        yield from sorted(merged)
+
+    def apply(self) -> None:
+        for key, value in self.writes.items():
+            if value is _DELETED:
+                self.base.delete(key)
+            else:
+                self.base.put(key, value)
+        self.writes = {}

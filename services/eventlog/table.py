@@ -1,19 +1,22 @@
 """One partition of the event log's Faust table as a `Store`: its RocksDB
 (rocksdict, raw bytes keys) read and written directly, every write and delete
-also sent to the table's changelog (Faust's recovery and standbys replay it).
+sent to the table's changelog first (Faust's recovery and standbys replay it).
 
 Faust tables write only from inside an agent, to the partition of the record
 being processed, and have no ordered scans (docs/design/event-log.md): this
 facade writes to a partition it is given, from an agent, a timer or a
 request, and scans. Callers write only to partitions this instance actively
-owns. `pending` holds the changelog sends not yet known to be acknowledged:
-the agent awaits them before it acknowledges the update they stand for."""
+owns, through an Overlay (store.py) that they commit: the changelog first,
+acknowledged, then the database, so a crash in between leaves the database
+without what the changelog may lack, and the records are filed again."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
 from typing import Any
+
+from rocksdict import WriteBatch
 
 
 class NotOpen(Exception):
@@ -35,18 +38,15 @@ class PartitionStore:
             if db is None:
                 raise NotOpen(f"partition {partition} is not open here")
             self._db = db
-        self.pending: list[asyncio.Future] = []
 
     def get(self, key: bytes) -> bytes | None:
         return self._db.get(key)
 
     def put(self, key: bytes, value: bytes) -> None:
-        self._db.put(key, value)
-        self._send(key, value)
+        raise TypeError("write through an Overlay and commit it")
 
     def delete(self, key: bytes) -> None:
-        self._db.delete(key)
-        self._send(key, None)
+        raise TypeError("write through an Overlay and commit it")
 
     def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         it = self._db.iter()
@@ -58,14 +58,23 @@ class PartitionStore:
             yield key, it.value()
             it.next()
 
-    def _send(self, key: bytes, value: bytes | None) -> None:
-        self.pending.append(self._table.send_changelog(
-            self.partition, key, value, key_serializer="raw", value_serializer="raw"))
-
-    async def acknowledged(self) -> None:
-        """Until every changelog write so far is acknowledged; raises the first
-        failure."""
-        pending, self.pending = self.pending, []
-        for result in await asyncio.gather(*pending, return_exceptions=True):
+    async def commit(self, writes: dict[bytes, bytes | None]) -> None:
+        """Send `writes` to the changelog, and once every one is acknowledged,
+        write them to the database (one batch). Raises the first failure, having
+        written nothing locally: filing the same records again after a restart
+        writes them all again."""
+        if not writes:
+            return
+        sent = [self._table.send_changelog(self.partition, key, value, key_serializer="raw",
+                                           value_serializer="raw")
+                for key, value in writes.items()]
+        for result in await asyncio.gather(*sent, return_exceptions=True):
             if isinstance(result, BaseException):
                 raise result
+        batch = WriteBatch(raw_mode=True)
+        for key, value in writes.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        self._db.write(batch)

@@ -15,6 +15,8 @@ events."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -49,10 +51,16 @@ OWNERS_TIMEOUT = 2.0     # for one instance's /internal/owners
 FORWARD_TIMEOUT = 10.0   # for one forwarded request, its answer read whole
 # How long a request waits for a fresh map before it is a 503.
 REFRESH_WAIT = 5.0
-# Sent with every forwarded request; a request that arrives with it was sent
-# by ingest to ingest (a map naming ingest's URL): answered, never sent on.
-VIA_NAME = "hookbus-ingest"
-VIA = f"1.1 {VIA_NAME}"
+VIA = "1.1 hookbus-ingest"
+# Sent with every forwarded request: a request that arrives with it was sent
+# by ingest to ingest (a map naming an ingest URL) and is answered, never sent
+# on. Its value is a MAC under the JWT secret, which every ingest replica has and
+# no client does: a client cannot make ingest take its request for a loop.
+RELAY_HEADER = "X-Hookbus-Relay"
+
+
+def relay_mark(secret: str) -> str:
+    return hmac.new(secret.encode(), b"hookbus ingest relay", hashlib.sha256).hexdigest()[:32]
 
 
 class _TooLarge(Exception):
@@ -70,11 +78,13 @@ class Answer:
 class EventLogClient:
     def __init__(self, urls: tuple[str, ...], outcomes: Counter, *,
                  forward_timeout: float = FORWARD_TIMEOUT,
-                 refresh_every: float = REFRESH_EVERY) -> None:
-        """`outcomes`: a counter of requests with one label, `outcome`."""
+                 refresh_every: float = REFRESH_EVERY, mark: str = "") -> None:
+        """`outcomes`: a counter of requests with one label, `outcome`; `mark`:
+        the RELAY_HEADER value (relay_mark of the JWT secret)."""
         if not urls:
             raise ValueError("at least one event log URL is needed")
         self.urls = urls
+        self.mark = mark
         self._outcomes = outcomes
         self.owners: OwnerMap | None = None
         self._forward_timeout = forward_timeout
@@ -149,7 +159,7 @@ class EventLogClient:
         failure: Failure
         try:
             async with self._session.request(
-                method, url, data=body if body else None, headers=headers | {"Via": VIA},
+                method, url, data=body if body else None, headers=headers | {"Via": VIA, RELAY_HEADER: self.mark},
                 allow_redirects=False,
             ) as response:
                 answer = Answer(response.status, await _read_whole(response, MAX_ANSWER_BODY),
@@ -232,7 +242,7 @@ class EventLogClient:
     async def _owners_from(self, base: str) -> OwnerMap:
         assert self._session is not None
         async with self._session.get(
-            URL(base + "/internal/owners", encoded=True), headers={"Via": VIA},
+            URL(base + "/internal/owners", encoded=True), headers={"Via": VIA, RELAY_HEADER: self.mark},
             allow_redirects=False, timeout=aiohttp.ClientTimeout(total=OWNERS_TIMEOUT),
         ) as response:
             if response.status != 200:

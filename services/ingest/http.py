@@ -22,7 +22,7 @@ from services.common.ids import new_id
 from services.ingest.auth import authorize
 from schemas.api import ErrorDetail
 from services.ingest.errors import ApiError, decode_error
-from services.ingest.eventlog_client import VIA_NAME
+from services.ingest.eventlog_client import RELAY_HEADER
 from services.ingest.state import INGEST
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ async def relay_to_event_log(request: web.Request, app_id: str) -> web.Response:
     """The answer of the event log instance that owns `app_id` to this request
     (its status, body and content type), or the error to answer instead.
     Authorize (and look the webhook up) first: nothing unauthorized is sent."""
-    if VIA_NAME in ", ".join(request.headers.getall("Via", [])):
+    if request.headers.get(RELAY_HEADER) == request.app[INGEST].eventlog.mark:
         log.error("a request forwarded by ingest came back to ingest: the event log's "
                   "owner map names an ingest URL", extra={"request_id": request[REQUEST_ID]})
         raise ApiError(500, "the event log's owner map names ingest itself; "

@@ -25,7 +25,7 @@ from schemas.webhooks import Webhook
 from services.common.topics import Topics, missing_topics
 from services.common.webhooks_view import SecretsUnopened, WebhooksView, WriteNotConfirmed
 from services.ingest.errors import ApiError
-from services.ingest.eventlog_client import EventLogClient
+from services.ingest.eventlog_client import EventLogClient, relay_mark
 from services.ingest.idempotency import IdempotencyKeys
 from services.ingest.metrics import IngestMetrics
 from services.ingest.settings import Settings
@@ -49,7 +49,8 @@ class Ingest:
             settings.kafka, self.topics.idempotency,
             lambda record: self.idempotency.apply(record.key, record.value, time.time()))
         # The event log's routes are answered by the instance that owns the app.
-        self.eventlog = EventLogClient(settings.eventlog_urls, self.metrics.eventlog_requests)
+        self.eventlog = EventLogClient(settings.eventlog_urls, self.metrics.eventlog_requests,
+                                       mark=relay_mark(settings.jwt_secret))
         self.batches = TransactionalWriter(settings.kafka, _transactional_id(settings))
         self.producer: AIOKafkaProducer | None = None
         self.admin: AIOKafkaAdminClient | None = None

@@ -127,7 +127,7 @@ def test_an_attempt_of_a_delivery_the_router_never_matched_files_nothing_visible
     assert status(store, app="victim", webhook="wh_v") == "pending"
     assert [d.webhook_id for d in queries.event(store, "victim", "evt_1").deliveries] == ["wh_v"]
     # Orphans expire after an hour.
-    fold.sweep(store, now_ms=NOW + fold.ORPHAN_MS + 1)
+    fold.sweep(store, now_ms=NOW + fold.ORPHAN_MS + 1, retention_ms=7 * DAY)
     assert not list(store.scan(b"O"))
 
 
@@ -200,12 +200,12 @@ def test_retention_deletes_an_event_and_everything_it_holds():
     apply(store, routed(webhooks=("wh_1",)))
     apply(store, filed("failure", code=500), filed("dead"))
     apply(store, routed(event="evt_2", webhooks=()), now=NOW + DAY)
-    fold.sweep(store, now_ms=NOW + 7 * DAY + 1)
+    fold.sweep(store, now_ms=NOW + 7 * DAY + 1, retention_ms=7 * DAY)
     assert queries.event(store, "app_1", "evt_1") is None
     assert queries.event(store, "app_1", "evt_2") is not None
     left = {k[:1] for k, _ in store.items()}
     assert not left & {b"A", b"H", b"D", b"F", b"O"}
-    fold.sweep(store, now_ms=NOW + 8 * DAY + 2 * fold.WEEK_MS)
+    fold.sweep(store, now_ms=NOW + 8 * DAY + 2 * fold.WEEK_MS, retention_ms=7 * DAY)
     assert {k[:1] for k, _ in store.items()} <= {b"W"}
 
 

@@ -67,7 +67,11 @@ def test_the_retry_window_is_the_schedules_total_unless_given() -> None:
     assert Topics("p.", SCHEDULE).retry_window == sum(SCHEDULE)  # 10h twice: both count
     assert Topics("p.", (1, 2), retry_window=60.0).retry_window == 60.0
     changelog = configs(Topics("p.", SCHEDULE))["eventlog-log-changelog"]
-    assert changelog["retention.ms"] == str(7 * DAY_MS + sum(SCHEDULE) * 1000 + DAY_MS)
+    # A week and an hour at least: a webhook's hour counters live that long.
+    assert changelog["retention.ms"] == str(7 * DAY_MS + 3_600_000 + sum(SCHEDULE) * 1000
+                                            + DAY_MS)
+    short = configs(Topics("p.", (1, 2), event_log_retention=3600.0))["eventlog-log-changelog"]
+    assert short["retention.ms"] == str(7 * DAY_MS + 3_600_000 + 3_000 + DAY_MS)
 
 
 def test_the_changelog_is_named_as_faust_names_the_event_logs_table() -> None:
