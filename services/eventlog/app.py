@@ -66,6 +66,7 @@ SWEEP_SECONDS = 60.0
 SWEEP_BUDGET = 5000
 MAX_EVENTS_PAGE = 250
 MAX_ATTEMPTS_PAGE = 100
+KEPT_JOBS = 20  # a webhook's replay jobs kept, the newest
 TABLE = "log"
 APP_KEY: web.AppKey[EventLog] = web.AppKey("eventlog")
 
@@ -137,6 +138,7 @@ class EventLog:
         self.producer: AIOKafkaProducer | None = None
         self.jobs: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._replay_requests: set[tuple[str, str]] = set()
+        self._resumed_generation: int | None = None
 
     # -- ownership -------------------------------------------------------------
     async def _on_assigned(self, sender: object, assigned: object, **_: object) -> None:
@@ -316,12 +318,18 @@ class EventLog:
                 del self.jobs[(app_id, webhook_id)]
         if self.busy() is not None:
             return
+        # Job rows are read once per assignment (a takeover), not every time.
+        generation = self.app.consumer_generation_id
+        if generation == self._resumed_generation:
+            return
+        self._resumed_generation = generation
         for tp in self.app.assignor.assigned_actives():
             if tp.topic != self.changelog:
                 continue
             try:
                 store = PartitionStore(self.table, tp.partition)
             except NotOpen:
+                self._resumed_generation = None  # try again at the next turn
                 continue
             for _, value in list(store.scan(b"J")):
                 row = replay.job_row(value)
@@ -332,7 +340,8 @@ class EventLog:
                              extra={"webhook_id": row.job.webhook_id})
                     self._run_job(row)
 
-    def _save_job(self, row: replay.JobRow) -> asyncio.Future | None:
+    def _save_job(self, row: replay.JobRow,
+                  forget: tuple[bytes, ...] = ()) -> asyncio.Future | None:
         """Write the job's row; raises NotOwner when this instance no longer
         owns its app (the next owner resumes the job from its last row)."""
         partition = keys.partition_of(row.app_id, self.partitions)
@@ -344,6 +353,7 @@ class EventLog:
             raise NotOwner(partition) from None
         key = keys.job_key(row.app_id, row.job.webhook_id, row.job.id)
         writes: dict[bytes, bytes | None] = {key: replay.encode_job_row(row)}
+        writes |= {old: None for old in forget}
         if row.job.state != "running":
             writes[keys.time_key(int(time.time() * 1000 + self.settings.retention * 1000),
                                  key)] = b""
@@ -606,11 +616,16 @@ async def start_replay(request: web.Request) -> web.Response:
     _ids_ok(app_id, webhook_id)
     store = service.store_for(app_id)
     key = (app_id, webhook_id)
-    for _, value in store.scan(keys.jobs_prefix(app_id, webhook_id)):
+    finished = []
+    for job_key, value in store.scan(keys.jobs_prefix(app_id, webhook_id)):
         row = replay.job_row(value)
         if row.job.state == "running":
             raise ApiError(409, f"replay job {row.job.id} of webhook {webhook_id} is running; "
                                 "one replay per webhook at a time")
+        finished.append((row.job.created_at, job_key))
+    # The last KEPT_JOBS jobs of a webhook are kept (until the retention).
+    forget = tuple(job_key for _, job_key in sorted(finished)[:max(0, len(finished) -
+                                                                      KEPT_JOBS + 1)])
     if key in service._replay_requests or key in service.jobs:
         raise ApiError(409, f"a replay of webhook {webhook_id} is starting or running")
     if len(service.jobs) + len(service._replay_requests) >= service.settings.max_replays:
@@ -633,7 +648,7 @@ async def start_replay(request: web.Request) -> web.Response:
         row = replay.JobRow(job=job, app_id=app_id, dlq_partition=tp.partition,
                             next_offset=start, end_offset=end)
         try:
-            pending = service._save_job(row)
+            pending = service._save_job(row, forget)
             if pending is not None:
                 await pending
         except NotOwner:

@@ -514,6 +514,7 @@ async def test_a_replay_job_is_not_started_twice_when_resume_runs_while_it_start
     service.metrics = eventlog_app.Metrics()
     service.jobs = {}
     service._replay_requests = set()
+    service._resumed_generation = None
     service._assigned = True
 
     async def partitions_for(topic):  # type: ignore[no-untyped-def]
@@ -521,7 +522,8 @@ async def test_a_replay_job_is_not_started_twice_when_resume_runs_while_it_start
 
     service.producer = SimpleNamespace(partitions_for=partitions_for)
     service.app = SimpleNamespace(
-        rebalancing=False, tables=SimpleNamespace(recovery=SimpleNamespace(in_recovery=False)),
+        rebalancing=False, consumer_generation_id=1,
+        tables=SimpleNamespace(recovery=SimpleNamespace(in_recovery=False)),
         assignor=SimpleNamespace(is_active=lambda tp: True,
                                  assigned_actives=lambda: {TP(changelog, 0)}))
     client = await _client(service)
