@@ -505,20 +505,28 @@ async def list_events(request: web.Request) -> web.Response:
     event_type = request.query.get("type")
     if event_type is not None and not 0 < len(event_type) <= 128:
         problems.append(ErrorDetail("type", "must be 1 to 128 characters"))
-    cursor = request.query.get("cursor")
-    if cursor is not None and not 0 < len(cursor) <= 1024:
-        problems.append(ErrorDetail("cursor", "not a cursor this API gave"))
+    cursor = _cursor(request, problems)
     if problems:
         raise ApiError.invalid(problems)
     _ids_ok(app_id)
     store = service.store_for(app_id)
+    return _page(lambda: queries.list_events(store, app_id, queries.EventFilter(
+        type=event_type, status=status, since=since, until=until), limit=limit, cursor=cursor))
+
+
+def _cursor(request: web.Request, problems: list[ErrorDetail]) -> str | None:
+    cursor = request.query.get("cursor")
+    if cursor is not None and not 0 < len(cursor) <= 1024:
+        problems.append(ErrorDetail("cursor", "not a cursor this API gave"))
+    return cursor
+
+
+def _page(query: Any) -> web.Response:
+    """A page of a list; a cursor the list did not give is a 400."""
     try:
-        page = queries.list_events(store, app_id, queries.EventFilter(
-            type=event_type, status=status, since=since, until=until), limit=limit,
-            cursor=cursor)
+        return json_response(query())
     except keys.BadKey:
         raise ApiError.invalid([ErrorDetail("cursor", "not a cursor this API gave")]) from None
-    return json_response(page)
 
 
 async def get_event(request: web.Request) -> web.Response:
@@ -582,18 +590,13 @@ async def list_attempts(request: web.Request) -> web.Response:
     webhook_id = request.match_info["webhook_id"]
     problems: list[ErrorDetail] = []
     limit = _limit(request, 20, MAX_ATTEMPTS_PAGE, problems)
-    cursor = request.query.get("cursor")
-    if cursor is not None and not 0 < len(cursor) <= 1024:
-        problems.append(ErrorDetail("cursor", "not a cursor this API gave"))
+    cursor = _cursor(request, problems)
     if problems:
         raise ApiError.invalid(problems)
     _ids_ok(app_id, webhook_id)
     store = service.store_for(app_id)
-    try:
-        page = queries.attempts_page(store, app_id, webhook_id, limit=limit, cursor=cursor)
-    except keys.BadKey:
-        raise ApiError.invalid([ErrorDetail("cursor", "not a cursor this API gave")]) from None
-    return json_response(page)
+    return _page(lambda: queries.attempts_page(store, app_id, webhook_id, limit=limit,
+                                               cursor=cursor))
 
 
 async def webhook_stats(request: web.Request) -> web.Response:

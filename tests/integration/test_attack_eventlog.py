@@ -20,6 +20,7 @@ from devtools.processes import Stack
 from services.common.topics import Topics
 from services.eventlog.keys import partition_of
 from tests.conftest import PARTITIONS, Receiver, auth, consumer_records
+from tests.integration.test_eventlog import eventually
 
 APP = "app_attack"
 
@@ -33,17 +34,6 @@ async def call(http: aiohttp.ClientSession, stack: Stack, method: str, path: str
             return response.status, await response.json(content_type=None)
         except ValueError:
             return response.status, None
-
-
-async def eventually(probe, timeout: float = 60, every: float = 0.3):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(every)
-    raise AssertionError(f"not reached in {timeout}s; last: {last!r}")
 
 
 async def _listed(http: aiohttp.ClientSession, stack: Stack, event_id: str,
