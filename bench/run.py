@@ -16,7 +16,10 @@ latest.png.
   flood to eight fast endpoints, which tells the cost of the flood's volume (the
   pipeline's CPU on a shared machine) from that of its endpoints' slowness;
 - subscriptions: router throughput with 10 and 100,000 subscriptions loaded, and
-  the router's resident memory at 100,000 (see bench/routing.py)."""
+  the router's resident memory at 100,000 (see bench/routing.py);
+- the event log (issue 11): filing rate, queries through ingest, ingest at rest
+  and under flow, restore times, on a broker of its own (see bench/eventlog.py),
+  under "event_log"."""
 
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench import routing
+from bench import eventlog, routing
 from devtools.broker import ROOT, Broker, free_port
 from devtools.processes import Stack
 from devtools.receivers import Receivers
@@ -261,6 +264,7 @@ async def run(quick: bool) -> dict:
         finally:
             await receiver.stop()
             broker.stop()
+    event_log = await eventlog.run(quick)
     return {
         "e2e_per_s": round(e2e, 1), "raw_http_per_s": round(raw, 1),
         "e2e_ratio": round(e2e / raw, 3),
@@ -277,7 +281,7 @@ async def run(quick: bool) -> dict:
         "router_rss_mb_10": subs[10]["router_rss_mb"],
         "router_rss_mb_100k": subs[100_000]["router_rss_mb"],
         "machine": machine(), "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "quick": quick,
+        "quick": quick, "event_log": event_log,
     }
 
 
@@ -350,6 +354,8 @@ def main() -> None:
     chart(result, RESULTS / "latest.png")
     print()
     print(table(result))
+    print()
+    print(eventlog.table(result["event_log"]))
     print(f"\nwrote {RESULTS / 'latest.json'} and {RESULTS / 'latest.png'}")
 
 
