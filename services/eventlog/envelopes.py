@@ -77,15 +77,16 @@ class Envelopes:
         tp = TopicPartition(self._topics[source], partition)
         async with self._lock:
             try:
-                consumer.assign([tp])
                 # A position retention deleted, or one past the end, would make
                 # the fetch wait its whole timeout (with the lock held): answer
-                # at once.
+                # at once. Asked before the assignment: once assigned, the
+                # fetcher's request is ahead of them on the connection.
                 first = (await consumer.beginning_offsets([tp]))[tp]
                 end = (await consumer.end_offsets([tp]))[tp]
                 if not first <= offset < end:
                     raise Unavailable("the event's record is no longer in Kafka (past its "
                                       "retention)")
+                consumer.assign([tp])
                 consumer.seek(tp, offset)
                 found = await consumer.getmany(tp, timeout_ms=FETCH_TIMEOUT_MS, max_records=1)
             except (KafkaError, OSError, AssertionError) as exc:
