@@ -60,21 +60,44 @@ class PartitionStore:
 
     async def commit(self, writes: dict[bytes, bytes | None]) -> None:
         """Send `writes` to the changelog, and once every one is acknowledged,
-        write them to the database (one batch). Raises the first failure, having
-        written nothing locally: filing the same records again after a restart
-        writes them all again."""
+        write them to the database in one batch, with the changelog offset they
+        reach. Raises the first failure, having written nothing locally:
+        filing the same records again after a restart writes them all again.
+
+        Not through `table.send_changelog`: its callback records the persisted
+        offset (from which a restart replays the changelog) in the database as
+        each send is acknowledged, before these keys are written there; a crash
+        in between would leave the database past keys it lacks. Commits of one
+        partition run one at a time, so the offset written never passes
+        another commit's keys."""
         if not writes:
             return
-        sent = [self._table.send_changelog(self.partition, key, value, key_serializer="raw",
-                                           value_serializer="raw")
-                for key, value in writes.items()]
-        for result in await asyncio.gather(*sent, return_exceptions=True):
-            if isinstance(result, BaseException):
-                raise result
-        batch = WriteBatch(raw_mode=True)
-        for key, value in writes.items():
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
-        self._db.write(batch)
+        async with _lock(self._table, self.partition):
+            topic = self._table.changelog_topic
+            sent = [topic.send_soon(key=key, value=value, partition=self.partition,
+                                    key_serializer="raw", value_serializer="raw",
+                                    eager_partitioning=True)
+                    for key, value in writes.items()]
+            results = await asyncio.gather(*sent, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            batch = WriteBatch(raw_mode=True)
+            for key, value in writes.items():
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+            offsets = [getattr(r, "offset", None) for r in results]
+            if offsets and all(isinstance(o, int) for o in offsets):
+                batch.put(OFFSET_KEY, str(max(offsets)).encode())  # type: ignore[type-var]
+            self._db.write(batch)
+
+
+# Where Faust keeps a partition database's changelog offset (stores/rocksdb.py).
+OFFSET_KEY = b"__faust\0offset__"
+_locks: dict[tuple[int, int], asyncio.Lock] = {}
+
+
+def _lock(table: Any, partition: int) -> asyncio.Lock:
+    return _locks.setdefault((id(table), partition), asyncio.Lock())

@@ -230,6 +230,9 @@ class _Changelog:
         self.data = SimpleNamespace(_dbs={0: db}, _db_for_partition=lambda p: db)
         self.records: list[tuple[bytes, bytes | None]] = []
         self.failing = False
+        self.changelog_topic = SimpleNamespace(
+            send_soon=lambda key, value, partition, **_: self.send_changelog(partition, key,
+                                                                             value))
 
     def send_changelog(self, partition, key, value, key_serializer=None,
                        value_serializer=None):  # type: ignore[no-untyped-def]
@@ -433,6 +436,8 @@ class _JobsTable:
         self.pending: list[asyncio.Future] = []
         self.data = SimpleNamespace(_dbs={0: _Iterable(self.db)},
                                     _db_for_partition=lambda p: _Iterable(self.db))
+        self.changelog_topic = SimpleNamespace(
+            send_soon=lambda **kwargs: self.send_changelog(**kwargs))
 
     def send_changelog(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         future = asyncio.get_running_loop().create_future()
