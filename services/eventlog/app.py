@@ -136,6 +136,7 @@ class EventLog:
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.envelopes = Envelopes(settings.kafka, self.topics)
         self.producer: AIOKafkaProducer | None = None
+        self.producer_ready = asyncio.Event()
         self.jobs: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._replay_requests: set[tuple[str, str]] = set()
         self._resumed_generation: int | None = None
@@ -145,6 +146,15 @@ class EventLog:
         generation = self.app.consumer_generation_id
         self._acks.forget(lambda partition: partition[2] == generation)  # type: ignore[index]
         self._assigned = True
+
+    async def _send_changelog(self, partition: int, key: bytes,
+                              value: bytes | None) -> asyncio.Future:
+        """One changelog record, through the service's own idempotent producer
+        (acks=all), not Faust's buffered one: a send that cannot be made fails
+        the commit instead of waiting for ever in Faust's buffer."""
+        await self.producer_ready.wait()
+        assert self.producer is not None
+        return await self.producer.send(self.changelog, value, key=key, partition=partition)
 
     def owns(self, partition: int) -> bool:
         return self.app.assignor.is_active(TP(self.changelog, partition))
@@ -236,7 +246,8 @@ class EventLog:
                     staged = stores.get(message.partition)
                     if staged is None:
                         staged = stores[message.partition] = Overlay(PartitionStore(
-                            self.table, message.partition, open_it=True))
+                            self.table, message.partition, open_it=True,
+                            send=self._send_changelog))
                     self.metrics.updates.labels(self._file_one(staged, message)).inc()
                 for staged in stores.values():
                     assert isinstance(staged.base, PartitionStore)
@@ -287,7 +298,7 @@ class EventLog:
             if tp.topic != self.changelog:
                 continue
             try:
-                store = PartitionStore(self.table, tp.partition)
+                store = PartitionStore(self.table, tp.partition, send=self._send_changelog)
             except NotOpen:
                 continue
             while True:
@@ -327,7 +338,7 @@ class EventLog:
             if tp.topic != self.changelog:
                 continue
             try:
-                store = PartitionStore(self.table, tp.partition)
+                store = PartitionStore(self.table, tp.partition, send=self._send_changelog)
             except NotOpen:
                 self._resumed_generation = None  # try again at the next turn
                 continue
@@ -348,7 +359,7 @@ class EventLog:
         if not self.owns(partition):
             raise NotOwner(partition)
         try:
-            store = PartitionStore(self.table, partition)
+            store = PartitionStore(self.table, partition, send=self._send_changelog)
         except NotOpen:
             raise NotOwner(partition) from None
         key = keys.job_key(row.app_id, row.job.webhook_id, row.job.id)
@@ -712,6 +723,7 @@ class EventLogSupport(Service):
         service.producer = AIOKafkaProducer(**client_options(service.settings.kafka),
                                             acks="all", enable_idempotence=True, linger_ms=2)
         await service.producer.start()
+        service.producer_ready.set()
         await service.envelopes.start()
         self._runner = web.AppRunner(create_http_app(service), access_log=None)
         await self._runner.setup()

@@ -13,10 +13,17 @@ without what the changelog may lack, and the records are filed again."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from rocksdict import WriteBatch
+
+
+# Sends one changelog record (partition, key, value); returns its future.
+Send = Callable[[int, bytes, bytes | None], Awaitable[asyncio.Future]]
+# A changelog write not acknowledged by then fails the commit (the file agent
+# then ends the process, and the batch is filed again after the restart).
+ACK_TIMEOUT = 60.0
 
 
 class NotOpen(Exception):
@@ -24,13 +31,15 @@ class NotOpen(Exception):
 
 
 class PartitionStore:
-    def __init__(self, table: Any, partition: int, *, open_it: bool = False) -> None:
+    def __init__(self, table: Any, partition: int, *, open_it: bool = False,
+                 send: Send | None = None) -> None:
         """`open_it`: open the partition's database if it is not (as Faust does
         for the record an agent is processing); else NotOpen: Faust forgets a
         revoked partition's database without closing it, and opening it again
         would fail on its lock."""
         self._table = table
         self.partition = partition
+        self._send = send
         if open_it:
             self._db = table.data._db_for_partition(partition)
         else:
@@ -64,7 +73,8 @@ class PartitionStore:
         reach. Raises the first failure, having written nothing locally:
         filing the same records again after a restart writes them all again.
 
-        Not through `table.send_changelog`: its callback records the persisted
+        Through the service's own producer (`send`), not `table.send_changelog`:
+        Faust buffers those sends, and its callback records the persisted
         offset (from which a restart replays the changelog) in the database as
         each send is acknowledged, before these keys are written there; a crash
         in between would leave the database past keys it lacks. Commits of one
@@ -72,11 +82,10 @@ class PartitionStore:
         another commit's keys."""
         if not writes:
             return
-        async with _lock(self._table, self.partition):
-            topic = self._table.changelog_topic
-            sent = [topic.send_soon(key=key, value=value, partition=self.partition,
-                                    key_serializer="raw", value_serializer="raw",
-                                    eager_partitioning=True)
+        if self._send is None:
+            raise TypeError("a store opened without a changelog sender is read-only")
+        async with _lock(self._table, self.partition), asyncio.timeout(ACK_TIMEOUT):
+            sent = [await self._send(self.partition, key, value)
                     for key, value in writes.items()]
             results = await asyncio.gather(*sent, return_exceptions=True)
             for result in results:

@@ -223,19 +223,15 @@ def test_a_skipped_record_then_the_good_one_counts_every_delivery() -> None:
 # -- the changelog after a write that was not acknowledged ----------------------
 
 class _Changelog:
-    """Faust's table as PartitionStore uses it: the partition's RocksDB, and
-    send_changelog (acknowledged, or failing while `failing`)."""
+    """Faust's table as PartitionStore uses it (the partition's RocksDB), and
+    the changelog sender (acknowledged, or failing while `failing`)."""
 
     def __init__(self, db: rocksdict.Rdict) -> None:
         self.data = SimpleNamespace(_dbs={0: db}, _db_for_partition=lambda p: db)
         self.records: list[tuple[bytes, bytes | None]] = []
         self.failing = False
-        self.changelog_topic = SimpleNamespace(
-            send_soon=lambda key, value, partition, **_: self.send_changelog(partition, key,
-                                                                             value))
 
-    def send_changelog(self, partition, key, value, key_serializer=None,
-                       value_serializer=None):  # type: ignore[no-untyped-def]
+    async def send(self, partition, key, value):  # type: ignore[no-untyped-def]
         future = asyncio.get_running_loop().create_future()
         if self.failing:
             future.set_exception(KafkaError("the changelog write failed"))
@@ -247,7 +243,7 @@ class _Changelog:
 
 async def _file_batch(table: _Changelog, batch: list[bytes]) -> None:
     """What the file agent does with a batch: file each, then await the changelog."""
-    store = PartitionStore(table, 0, open_it=True)
+    store = PartitionStore(table, 0, open_it=True, send=table.send)
     staged = Overlay(store)
     for value in batch:
         _file_one(staged, value)  # type: ignore[arg-type]
@@ -436,8 +432,6 @@ class _JobsTable:
         self.pending: list[asyncio.Future] = []
         self.data = SimpleNamespace(_dbs={0: _Iterable(self.db)},
                                     _db_for_partition=lambda p: _Iterable(self.db))
-        self.changelog_topic = SimpleNamespace(
-            send_soon=lambda **kwargs: self.send_changelog(**kwargs))
 
     def send_changelog(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         future = asyncio.get_running_loop().create_future()
@@ -521,6 +515,11 @@ async def test_a_replay_job_is_not_started_twice_when_resume_runs_while_it_start
     service._replay_requests = set()
     service._resumed_generation = None
     service._assigned = True
+
+    async def send(partition, key, value):  # type: ignore[no-untyped-def]
+        return table.send_changelog(partition, key, value)
+
+    service._send_changelog = send  # type: ignore[method-assign]
 
     async def partitions_for(topic):  # type: ignore[no-untyped-def]
         return {0}

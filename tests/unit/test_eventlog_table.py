@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
+import pytest
 import rocksdict
 from aiokafka.errors import KafkaError
 
+from services.eventlog import table as table_module
 from services.eventlog.table import OFFSET_KEY, PartitionStore
 
 
@@ -19,9 +21,8 @@ class _Table:
     def __init__(self, db: rocksdict.Rdict) -> None:
         self.data = SimpleNamespace(_dbs={0: db}, _db_for_partition=lambda p: db)
         self.sent: list[asyncio.Future] = []
-        self.changelog_topic = SimpleNamespace(send_soon=self._send)
 
-    def _send(self, **_: object) -> asyncio.Future:
+    async def send(self, partition: int, key: bytes, value: bytes | None) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
         self.sent.append(future)
         return future
@@ -31,7 +32,7 @@ async def test_keys_and_their_offset_reach_the_database_together_after_the_acks(
     db = rocksdict.Rdict(str(tmp_path / "p0"), options=rocksdict.Options(raw_mode=True))
     try:
         table = _Table(db)
-        store = PartitionStore(table, 0)
+        store = PartitionStore(table, 0, send=table.send)
         commit = asyncio.create_task(store.commit({b"Ea": b"1", b"Eb": b"2", b"Ec": None}))
         while len(table.sent) < 3:
             await asyncio.sleep(0)
@@ -53,5 +54,25 @@ async def test_keys_and_their_offset_reach_the_database_together_after_the_acks(
         else:
             raise AssertionError("a refused changelog write must raise")
         assert db.get(b"Ed") is None and db.get(OFFSET_KEY) == b"42"
+
+        with pytest.raises(TypeError, match="read-only"):
+            await PartitionStore(table, 0).commit({b"Ee": b"4"})
+        assert db.get(b"Ee") is None
+    finally:
+        db.close()
+
+
+async def test_a_changelog_write_never_acknowledged_fails_the_commit(tmp_path, monkeypatch):
+    """A send stuck in a producer that never answers (a lost leader, a broken
+    connection) fails the commit at the deadline, having written nothing, so the
+    file agent ends the process and the batch is filed again after the restart,
+    instead of the agent waiting for ever while the event log falls behind."""
+    monkeypatch.setattr(table_module, "ACK_TIMEOUT", 0.05)
+    db = rocksdict.Rdict(str(tmp_path / "p0"), options=rocksdict.Options(raw_mode=True))
+    try:
+        table = _Table(db)
+        with pytest.raises(TimeoutError):
+            await PartitionStore(table, 0, send=table.send).commit({b"Ea": b"1"})
+        assert table.sent and db.get(b"Ea") is None and db.get(OFFSET_KEY) is None
     finally:
         db.close()
