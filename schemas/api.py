@@ -12,6 +12,7 @@ from msgspec import UNSET, UnsetType
 from schemas.attempts import Attempt
 from schemas.webhooks import (
     ClientCredentials,
+    PayloadFormat,
     SignatureScheme,
     TargetType,
     TokenRequestType,
@@ -52,6 +53,9 @@ class WebhookCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     description: str = ""
     enabled: bool = True
     signature_scheme: SignatureScheme = "v1"
+    # A string checked by validation (`must be one of …`), not a Literal: the
+    # 400 names the formats, as a decode error would not.
+    payload_format: str = "standard"
 
 
 class WebhookPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -69,6 +73,7 @@ class WebhookPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # (it keeps signing for HOOKBUS_SECRET_ROTATION_OVERLAP) and generates a new
     # one of the new kind.
     signature_scheme: SignatureScheme | UnsetType = UNSET
+    payload_format: str | UnsetType = UNSET
     # The version this change is based on: another current version is a 409.
     # Absent: the change applies to whatever version is current.
     version: Version | UnsetType = UNSET
@@ -116,6 +121,7 @@ class WebhookOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     # 0: last written before versions existed.
     version: int
     signature_scheme: SignatureScheme
+    payload_format: PayloadFormat
     # v1 only: a v1a webhook's `whsk_` private key is never shown.
     secret: str | None = None
     # v1a: the `whpk_` public key that verifies its `v1a` signatures.
@@ -145,6 +151,7 @@ class WebhookOut(msgspec.Struct, kw_only=True, omit_defaults=True):
             updated_at=webhook.updated_at,
             version=webhook.version,
             signature_scheme=webhook.signature_scheme,
+            payload_format=webhook.payload_format,
             secret=webhook.secret if with_secret and not v1a else None,
             public_key=public_key if v1a else None,
             public_keys=public_keys or [],

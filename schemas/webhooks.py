@@ -5,7 +5,10 @@ fields are skipped when decoding, so older services read newer records.
 - `signature_scheme` (on `Webhook` and `RetiredSecret`) came after the first
   records: absent, it is `v1`, which is what every earlier secret signed with.
   An older deliverer skips it and would sign a `v1a` webhook's `whsk_` key as an
-  HMAC secret: upgrade the deliverers before creating `v1a` webhooks."""
+  HMAC secret: upgrade the deliverers before creating `v1a` webhooks.
+- `payload_format` came later still: absent, it is `standard`, the envelope
+  every earlier record was delivered as. An older deliverer skips it and sends
+  the envelope: upgrade the deliverers before choosing another format."""
 
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ TokenRequestType = Literal["BASIC", "FORM"]
 # `v1`: HMAC-SHA256 with a `whsec_` secret; `v1a`: ed25519 with a `whsk_` key
 # (services/common/secrets.py says exactly what each holds).
 SignatureScheme = Literal["v1", "v1a"]
+# The shape of the delivered body (schemas/payload_formats.py says each).
+PayloadFormat = Literal["standard", "chatwoot", "nativemsg", "smooch", "sinch"]
 # At most 2**53, so that JSON clients read it exactly: a record claiming more (a
 # hostile producer's way to block every later write) is unreadable, and repaired.
 Version = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
@@ -72,6 +77,8 @@ class Webhook(msgspec.Struct, kw_only=True, omit_defaults=True):
     app_limit: int = 0
     # How `secret` signs: `v1` HMAC, or `v1a` ed25519 (then `secret` is a `whsk_` key).
     signature_scheme: SignatureScheme = "v1"
+    # The body's shape: the envelope (`standard`) or a seed platform's.
+    payload_format: PayloadFormat = "standard"
 
     def signing_secrets(self, now: datetime) -> list[str]:
         """The secrets that sign a delivery at `now`, newest first."""

@@ -1,5 +1,7 @@
-"""One delivery attempt: a signed POST of the envelope to the webhook's target,
-with its OAuth2 token when it has client credentials."""
+"""One delivery attempt: a signed POST of the event, in the webhook's payload
+format as it is at this attempt (schemas/payload_formats.py), to the webhook's
+target, with its OAuth2 token when it has client credentials. The signatures
+cover the bytes sent."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from datetime import UTC, datetime
 import aiohttp
 
 from schemas.deliveries import DeliveryTask
+from schemas.payload_formats import render
 from schemas.webhooks import Webhook
 from services.common.secrets import InvalidKey
 from services.common.target_policy import TargetPolicy
@@ -85,7 +88,8 @@ class Attempter:
         return report
 
     async def _post(self, webhook: Webhook, task: DeliveryTask, started: float) -> Report:
-        body = bytes(task.body)
+        # A PayloadError (a ValueError) fails the attempt: see `attempt`.
+        body = render(webhook.payload_format, bytes(task.body))
         now = datetime.now(UTC)
         headers = {
             **webhook.headers,

@@ -7,6 +7,7 @@ import re
 
 from schemas.api import ErrorDetail, EventIn, WebhookCreate
 from schemas.events import MAX_EVENT_ID
+from schemas.payload_formats import PAYLOAD_FORMATS
 from schemas.webhooks import ClientCredentials, SignatureScheme
 from services.common.secrets import secret_problem
 from services.common.target_policy import TargetPolicy
@@ -38,7 +39,14 @@ def webhook_problems(body: WebhookCreate, policy: TargetPolicy) -> list[ErrorDet
     problems += header_problems(body.headers)
     if body.client_credentials is not None:
         problems += credentials_problems(body.client_credentials, policy)
+    problems += payload_format_problems(body.payload_format)
     return problems
+
+
+def payload_format_problems(payload_format: str) -> list[ErrorDetail]:
+    if payload_format not in PAYLOAD_FORMATS:
+        return [ErrorDetail("payload_format", f"must be one of {', '.join(PAYLOAD_FORMATS)}")]
+    return []
 
 
 def secret_problems(secret: str, scheme: SignatureScheme) -> list[ErrorDetail]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import cast
 
 import msgspec
 from aiohttp import web
@@ -45,7 +46,13 @@ from schemas.deliveries import DeliveryTask
 from schemas.event_types import DEFAULT_TRIGGERS
 from schemas.eventlog import Routed, update_encoder
 from schemas.events import Event
-from schemas.webhooks import MAX_RETIRED_SIGNING, ClientCredentials, RetiredSecret, Webhook
+from schemas.webhooks import (
+    MAX_RETIRED_SIGNING,
+    ClientCredentials,
+    PayloadFormat,
+    RetiredSecret,
+    Webhook,
+)
 from services.common.ids import new_id
 from services.common.secrets import generate_for, public_keys_shown
 from services.ingest.errors import ApiError
@@ -101,6 +108,7 @@ async def create_webhook(request: web.Request) -> web.Response:
         version=1,
         app_limit=limit,
         signature_scheme=body.signature_scheme,
+        payload_format=cast(PayloadFormat, body.payload_format),  # validated
     )
     if not await ingest.write_webhook(webhook):
         # A new id can only lose to the limit: another replica's create came first.
@@ -204,6 +212,7 @@ async def patch_webhook(request: web.Request) -> web.Response:
             headers=merged.headers,
             description=merged.description,
             enabled=merged.enabled,
+            payload_format=cast(PayloadFormat, merged.payload_format),  # validated
             disabled_reason=None if reenabled else current.disabled_reason,
             updated_at=at,
         )
