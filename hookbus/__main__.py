@@ -1,0 +1,5 @@
+"""`python -m hookbus`: the CLI."""
+
+from hookbus.cli import main
+
+main()
