@@ -35,6 +35,7 @@ from schemas.eventlog_api import (
     WebhookStats,
 )
 from schemas.events import MAX_EVENT_ID, Event
+from schemas.payload_formats import PAYLOAD_FORMATS
 from services.common.target_policy import MAX_TARGET_LENGTH
 from services.common.triggers import (
     CANONICAL_TYPES,
@@ -78,6 +79,11 @@ _EVENT_LOG_ERRORS = {
 _SCHEME = ("How deliveries are signed (Standard Webhooks): `v1` HMAC-SHA256 with a `whsec_` "
            "secret, or `v1a` ed25519 with a `whsk_` private key, which is never shown; "
            "receivers verify with its `whpk_` public key.")
+_FORMAT = ("The shape of the delivered body: `standard` (the default) is the event envelope; "
+           "`chatwoot`, `nativemsg`, `smooch` and `sinch` render the event in that platform's "
+           "documented webhook shape (its event or trigger name, timestamp, app id, and "
+           "`data` where it puts the event's attributes). Signed the same way, over the body "
+           "as sent; a change applies to every later attempt, retries included.")
 # Bounded, so that no valid request's line exceeds what aiohttp parses (8,190
 # bytes; beyond it, its own text/plain 400 answers before any route).
 _APP_ID = {"name": "app_id", "in": "path", "required": True,
@@ -191,6 +197,8 @@ def _constrain(components: dict[str, Any]) -> None:
                                   "items": {"type": "string", "enum": triggers}}
     for name in ("WebhookCreate", "WebhookPatch", "WebhookOut"):
         components[name]["properties"]["signature_scheme"]["description"] = _SCHEME
+        components[name]["properties"]["payload_format"] |= {
+            "type": "string", "enum": list(PAYLOAD_FORMATS), "description": _FORMAT}
     components["WebhookPatch"]["properties"]["signature_scheme"]["description"] += (
         " Another scheme than the current one generates a secret of the new kind; the "
         "old one keeps signing beside it for HOOKBUS_SECRET_ROTATION_OVERLAP.")
