@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 from devtools.broker import ROOT, Broker, port_open
 from devtools.token import DEV_JWT_SECRET
@@ -85,6 +86,31 @@ def start_broker(env: dict[str, str]) -> Broker | None:
     return broker
 
 
+def ready(api: str) -> bool:
+    """Whether ingest's /readyz answers 200 (Kafka, topics and webhooks loaded)."""
+    try:
+        with urllib.request.urlopen(f"{api}/readyz", timeout=1) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+def welcome(api: str, started: float) -> str:
+    """What a newcomer needs once the stack is ready: where things are, and the
+    first commands (README, Quickstart)."""
+    return "\n".join([
+        f"ready in {time.monotonic() - started:.1f}s. Hookbus is running:",
+        f"    API       {api}/v1/...  (OpenAPI: {api}/openapi.json)",
+        f"    docs      {api}/docs",
+        f"    console   {api}/console",
+        "  A token for app app_1 (in another terminal):",
+        "    export HOOKBUS_TOKEN=$(make -s token APP=app_1)   # or: .venv/bin/hookbus tokens mint --app app_1",
+        "    .venv/bin/hookbus --app app_1 webhooks create http://127.0.0.1:9000/hooks   # make receiver listens there",
+        "    .venv/bin/hookbus --app app_1 events publish message.received --data '{\"text\": \"hello\"}'",
+        "  README.md, Quickstart, says more. Ctrl-C stops everything.",
+    ])
+
+
 def start_services(env: dict[str, str]) -> dict[str, subprocess.Popen[bytes]]:
     return {
         name: subprocess.Popen(
@@ -132,7 +158,15 @@ def main() -> int:
             f"ingest on http://{env.get('HOOKBUS_HTTP_HOST', '127.0.0.1')}:"
             f"{env.get('HOOKBUS_HTTP_PORT', '8080')} in {time.monotonic() - started:.1f}s; "
             "Ctrl-C stops everything")
+        api = (f"http://{env.get('HOOKBUS_HTTP_HOST', '127.0.0.1')}:"
+               f"{env.get('HOOKBUS_HTTP_PORT', '8080')}")
+        announced, polled = False, 0.0
         while not stop_requested:
+            if not announced and time.monotonic() - polled >= 1:
+                polled = time.monotonic()
+                if ready(api):
+                    say(welcome(api, started))
+                    announced = True
             dead = [(n, c.returncode) for n, c in children.items() if c.poll() is not None]
             if dead:
                 say("stopping: " + ", ".join(f"{n} exited with {rc}" for n, rc in dead))
