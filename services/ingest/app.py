@@ -18,10 +18,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from services.common.kafka_clients import client_options
 from services.ingest.http import MAX_BODY, errors_and_metrics
 from services.ingest.routes import (
+    apps,
     attempts,
+    console,
     event_types,
     events,
     operations,
+    portal_links,
     replay,
     stats,
     webhooks,
@@ -37,7 +40,8 @@ def create_app(settings: Settings) -> web.Application:
     app[INGEST] = Ingest(settings)
     app.cleanup_ctx.append(_kafka)
     app.cleanup_ctx.append(_eventlog)
-    for resource in (webhooks, attempts, stats, replay, events, event_types, operations):
+    for resource in (webhooks, attempts, stats, replay, events, event_types, operations,
+                     apps, portal_links, console):
         resource.add_routes(app)
     return app
 

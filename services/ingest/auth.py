@@ -68,9 +68,11 @@ def authorize(authorization: str | None, secret: str, app_id: str | None, *,
 
 def issue_token(secret: str, *, scope: str, app_id: str | None = None,
                 lifetime: int = DEFAULT_LIFETIME, issuer: str | None = None,
-                audience: str | None = None) -> str:
-    """A token that expires `lifetime` seconds from now."""
+                audience: str | None = None, read_only: bool = False) -> str:
+    """A token that expires `lifetime` seconds from now; `read_only`: the API
+    refuses its writes (403), as it does for a read-only portal link's."""
     now = int(time.time())
     claims: dict[str, object] = {"scope": scope, "iat": now, "exp": now + lifetime}
+    claims |= {"read_only": True} if read_only else {}
     claims |= ({"iss": issuer} if issuer else {}) | ({"aud": audience} if audience else {})
     return jwt.encode(claims | ({"app_id": app_id} if app_id else {}), secret, algorithm="HS256")

@@ -118,11 +118,21 @@ def json_depth(body: bytes) -> int:
 def authorized_app(request: web.Request) -> str:
     """The path's app id, once the bearer token is checked to grant it."""
     app_id = request.match_info["app_id"]
-    settings = request.app[INGEST].settings
-    authorize(request.headers.get("Authorization"), settings.jwt_secret, app_id,
-              max_lifetime=settings.jwt_max_lifetime, issuer=settings.jwt_issuer,
-              audience=settings.jwt_audience)
+    authorized_claims(request, app_id)
     return app_id
+
+
+def authorized_claims(request: web.Request, app_id: str | None) -> dict:
+    """The bearer token's claims once checked to grant `app_id` (None: a route
+    of no app). A read-only token (a portal link's) may only read: 403 else."""
+    settings = request.app[INGEST].settings
+    claims = authorize(request.headers.get("Authorization"), settings.jwt_secret, app_id,
+                       max_lifetime=settings.jwt_max_lifetime, issuer=settings.jwt_issuer,
+                       audience=settings.jwt_audience)
+    # Any read_only claim but false counts (a malformed one errs on the safe side).
+    if claims.get("read_only", False) is not False and request.method not in ("GET", "HEAD"):
+        raise ApiError(403, "this token is read-only: it cannot change anything")
+    return claims
 
 
 def webhook_of(request: web.Request, app_id: str) -> Webhook:

@@ -36,6 +36,7 @@ from schemas.eventlog_api import (
 )
 from schemas.events import MAX_EVENT_ID, Event
 from schemas.payload_formats import PAYLOAD_FORMATS
+from schemas.portal_links import AppList, PortalLink, PortalLinkRequest
 from services.common.target_policy import MAX_TARGET_LENGTH
 from services.common.triggers import (
     CANONICAL_TYPES,
@@ -50,12 +51,15 @@ _TYPES: list[type] = [
     WebhookPatch,
     # Answered by the event log service (issue 11), relayed by ingest.
     Event, EventDetail, EventPage, ReplayJob, Resent, ResendRequest, WebhookStats,
+    # The console's (issue 12).
+    AppList, PortalLink, PortalLinkRequest,
 ]
 _ERRORS = {
     400: "Invalid input (JSON nested deeper than 64 levels included); `details` names "
          "each field at fault.",
     401: "No token, or not a valid one.",
-    403: "The token is valid for another app.",
+    403: "The token is valid for another app, or is read-only (a portal link's) and the "
+         "request writes, or the route needs an admin token.",
     404: "No such webhook in this app.",
     409: "A precondition failed: the per-app webhook limit, a stale `version`, or a "
          "signature scheme changed under a rotation.",
@@ -320,6 +324,13 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "post": _operation("Publish events (one Kafka transaction)", 202,
                                    EventsAccepted, body=EventBatch,
                                    params=(_APP_ID, _IDEMPOTENCY_KEY)),
+            },
+            "/v1/apps": {
+                "get": _operation("List apps", 200, AppList),
+            },
+            "/v1/apps/{app_id}/portal-links": {
+                "post": _operation("Create a portal link", 201, PortalLink,
+                                   body=PortalLinkRequest, body_required=False, params=app),
             },
             "/v1/event-types": {
                 "get": {

@@ -9,6 +9,7 @@ from services.common.sealing import SecretKeys, keys_from_env
 from services.common.target_policy import TargetPolicy
 from services.ingest.auth import DEFAULT_MAX_LIFETIME, MIN_SECRET_BYTES
 from services.ingest.eventlog_routing import BadUrl, base_url
+from services.ingest.portal import frame_ancestors_problem
 
 DEFAULT_EVENTLOG_URL = "http://127.0.0.1:8090"
 
@@ -34,8 +35,15 @@ class Settings:
     # which partition; the API's event log routes are forwarded to the owner.
     eventlog_urls: tuple[str, ...] = (DEFAULT_EVENTLOG_URL,)
     log_format: str = "json"
+    # Who may frame /console (CSP frame-ancestors sources): the platforms that
+    # embed portal links. 'none' by default.
+    console_frame_ancestors: str = "'none'"
+    # The base URL of portal links (the request's own origin when unset).
+    public_url: str | None = None
 
     def __post_init__(self) -> None:
+        if (problem := frame_ancestors_problem(self.console_frame_ancestors)) is not None:
+            raise ConfigError(f"HOOKBUS_CONSOLE_FRAME_ANCESTORS: {problem}")
         if self.idempotency_ttl <= 0:
             raise ConfigError("HOOKBUS_IDEMPOTENCY_TTL must be positive")
         if not self.eventlog_urls:
@@ -75,6 +83,8 @@ class Settings:
             jwt_audience=env.optional("JWT_AUDIENCE"),
             eventlog_urls=_eventlog_urls(env.list("EVENTLOG_URLS")),
             log_format=env.str("LOG_FORMAT", "json"),
+            console_frame_ancestors=env.str("CONSOLE_FRAME_ANCESTORS", "'none'"),
+            public_url=env.optional("PUBLIC_URL"),
         )
 
 
