@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 KUSTOMIZE := .cache/bin/kustomize
 
-.PHONY: run test lint chaos bench profile token receiver install kafka clean reseal secret-key
+.PHONY: run test lint chaos bench profile token receiver install kafka clean reseal secret-key client
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ reseal: $(STAMP)
 ## Print a new sealing key entry (id:base64key) for HOOKBUS_SECRET_KEYS: make secret-key ID=k2
 secret-key: $(STAMP)
 	@$(PY) -m services.reseal new-key $(ID)
+
+## A Python client generated from /openapi.json (openapi-python-client, pinned): make client
+## [URL=http://127.0.0.1:8080] [OUT=dir]; without URL the document is built from the code.
+client: $(STAMP)
+	$(PY) -m devtools.openapi_client $(if $(URL),--url $(URL)) $(if $(OUT),--out $(OUT))
 
 ## A local endpoint that prints what it receives: make receiver [SECRET=whsec_...]
 receiver: $(STAMP)
