@@ -39,7 +39,7 @@ class State:
     def __init__(self, url: str | None, token: str | None, app: str | None, as_json: bool):
         self._flags = (url, token, app)
         self.as_json = as_json
-        self.out = Console(highlight=False, soft_wrap=True)
+        self.out = Console(highlight=False, soft_wrap=True, markup=False)
         self._client: Client | None = None
 
     @property
