@@ -52,7 +52,7 @@ from services.eventlog import fold, keys, queries, replay
 from services.eventlog.envelopes import Envelopes, Unavailable
 from services.eventlog.settings import Settings
 from services.eventlog.store import Overlay, Store
-from services.eventlog.table import NotOpen, PartitionStore
+from services.eventlog.table import NotOpen, PartitionStore, quiesce
 from services.ingest.auth import authorize
 from services.ingest.errors import ApiError
 from services.ingest.http import decode_body, error_response, json_response
@@ -134,6 +134,7 @@ class EventLog:
         self._acks: InOrderAcks[faust.types.EventT] = InOrderAcks()
         self._assigned = False
         self.app.on_partitions_assigned.connect(self._on_assigned)
+        self.app.on_partitions_revoked.connect(self._on_revoked)
         self.envelopes = Envelopes(settings.kafka, self.topics)
         self.producer: AIOKafkaProducer | None = None
         self.producer_ready = asyncio.Event()
@@ -146,6 +147,21 @@ class EventLog:
         generation = self.app.consumer_generation_id
         self._acks.forget(lambda partition: partition[2] == generation)  # type: ignore[index]
         self._assigned = True
+
+    async def _on_revoked(self, sender: object, revoked: object, **_: object) -> None:
+        """Faust waited for the agents' events; the sweep's and the replay
+        jobs' commits in flight are waited for here, so that none sends to a
+        partition's changelog once the group may have given it to another
+        instance (new ones refuse: `_may_write`)."""
+        await quiesce(self.table)
+
+    def _may_write(self, partition: int, generation: int | None) -> bool:
+        """Whether a timer or a task (not an agent: Faust's revocation waits for
+        those) may commit to the partition now: this instance owns it in the
+        generation in which the commit's inputs were read, restored, outside a
+        rebalance."""
+        return self.app.consumer_generation_id == generation and self.busy() is None \
+            and self.owns(partition)
 
     async def _send_changelog(self, partition: int, key: bytes,
                               value: bytes | None) -> asyncio.Future:
@@ -240,18 +256,8 @@ class EventLog:
         message = None
         try:
             async for batch in manual.take_events(FILE_BATCH, within=0.05):
-                stores: dict[int, Overlay] = {}
-                for event in batch:
-                    message = event.message
-                    staged = stores.get(message.partition)
-                    if staged is None:
-                        staged = stores[message.partition] = Overlay(PartitionStore(
-                            self.table, message.partition, open_it=True,
-                            send=self._send_changelog))
-                    self.metrics.updates.labels(self._file_one(staged, message)).inc()
-                for staged in stores.values():
-                    assert isinstance(staged.base, PartitionStore)
-                    await staged.base.commit(staged.writes)
+                message = batch[0].message if batch else None
+                await self._file_batch(batch)
                 generation = self.app.consumer_generation_id
                 for event in batch:
                     if event.message.generation_id == generation:
@@ -259,6 +265,22 @@ class EventLog:
                 message = None
         except Exception as exc:
             _exit_unfinished(message, exc)
+
+    async def _file_batch(self, batch: list[Any]) -> None:
+        """File a batch, one partition at a time, each in one commit. The
+        stores live no longer than this call: a store kept (until the next
+        batch, on an idle topic) keeps its database open after Faust revoked
+        the partition, and Faust cannot open it again when it comes back."""
+        by_partition: dict[int, list[Any]] = {}
+        for event in batch:
+            by_partition.setdefault(event.message.partition, []).append(event.message)
+        for partition, messages in by_partition.items():
+            store = PartitionStore(self.table, partition, open_it=True,
+                                   send=self._send_changelog)
+            outcomes = await store.update(
+                lambda staged, messages=messages: [self._file_one(staged, m) for m in messages])
+            for outcome in outcomes:
+                self.metrics.updates.labels(outcome).inc()
 
     def _file_one(self, store: Store, message: Any) -> str:
         """File one record in `store`, all or nothing: a record that cannot be
@@ -297,15 +319,19 @@ class EventLog:
         for tp in self.app.assignor.assigned_actives():
             if tp.topic != self.changelog:
                 continue
+            generation = self.app.consumer_generation_id
             try:
-                store = PartitionStore(self.table, tp.partition, send=self._send_changelog)
+                store = PartitionStore(
+                    self.table, tp.partition, send=self._send_changelog,
+                    may_write=lambda p=tp.partition: self._may_write(p, generation))
             except NotOpen:
                 continue
             while True:
-                staged = Overlay(store)
-                deleted = fold.sweep(staged, now_ms=now_ms, budget=SWEEP_BUDGET,
-                                     retention_ms=int(self.settings.retention * 1000))
-                await store.commit(staged.writes)
+                # Read and written under the partition's commit lock: no other
+                # commit lands between (fold.sweep rewrites W rows it read).
+                deleted = await store.update(lambda staged: fold.sweep(
+                    staged, now_ms=now_ms, budget=SWEEP_BUDGET,
+                    retention_ms=int(self.settings.retention * 1000)))
                 self.metrics.swept.inc(deleted)
                 if deleted < SWEEP_BUDGET or self.busy() is not None \
                         or not self.owns(tp.partition):
@@ -356,10 +382,13 @@ class EventLog:
         """Write the job's row; raises NotOwner when this instance no longer
         owns its app (the next owner resumes the job from its last row)."""
         partition = keys.partition_of(row.app_id, self.partitions)
-        if not self.owns(partition):
+        generation = self.app.consumer_generation_id
+        if not self._may_write(partition, generation):
             raise NotOwner(partition)
         try:
-            store = PartitionStore(self.table, partition, send=self._send_changelog)
+            store = PartitionStore(
+                self.table, partition, send=self._send_changelog,
+                may_write=lambda: self._may_write(partition, generation))
         except NotOpen:
             raise NotOwner(partition) from None
         key = keys.job_key(row.app_id, row.job.webhook_id, row.job.id)
@@ -379,7 +408,7 @@ class EventLog:
                 await replay.run(row, kafka=self.settings.kafka, dlq_topic=self.topics.deliveries_dlq,
                                  deliveries_topic=self.topics.deliveries, producer=self.producer,
                                  rate=self.settings.replay_rate, save=self._save_job)
-            except (asyncio.CancelledError, NotOwner):
+            except (asyncio.CancelledError, NotOwner, NotOpen):
                 log.info("replay job %s stops here: its app moved to another instance",
                          row.job.id, extra={"webhook_id": row.job.webhook_id})
             except (KafkaError, OSError) as exc:
@@ -544,8 +573,9 @@ async def get_event(request: web.Request) -> web.Response:
     service, app_id = _authorized(request)
     event_id = request.match_info["event_id"]
     _ids_ok(app_id, event_id)
-    store = service.store_for(app_id)
-    found = queries.event(store, app_id, event_id)
+    # No store held across the awaits below (Faust reopens a revoked DB only
+    # once every handle of it is gone).
+    found = queries.event(service.store_for(app_id), app_id, event_id)
     if found is None:
         raise ApiError(404, f"no event {event_id} in app {app_id} (or past the event log's "
                             "retention)")
@@ -562,8 +592,9 @@ async def resend(request: web.Request) -> web.Response:
     event_id = request.match_info["event_id"]
     body = await decode_body(request, ResendRequest) if await request.read() else ResendRequest()
     _ids_ok(app_id, event_id)
-    store = service.store_for(app_id)
-    found = queries.event(store, app_id, event_id)
+    # No store held across the awaits below (Faust reopens a revoked DB only
+    # once every handle of it is gone).
+    found = queries.event(service.store_for(app_id), app_id, event_id)
     if found is None:
         raise ApiError(404, f"no event {event_id} in app {app_id} (or past the event log's "
                             "retention)")
@@ -637,6 +668,7 @@ async def start_replay(request: web.Request) -> web.Response:
             raise ApiError(409, f"replay job {row.job.id} of webhook {webhook_id} is running; "
                                 "one replay per webhook at a time")
         finished.append((row.job.created_at, job_key))
+    del store  # not held across the awaits below
     # The last KEPT_JOBS jobs of a webhook are kept (until the retention).
     forget = tuple(job_key for _, job_key in sorted(finished)[:max(0, len(finished) -
                                                                       KEPT_JOBS + 1)])
@@ -665,10 +697,10 @@ async def start_replay(request: web.Request) -> web.Response:
             pending = service._save_job(row, forget)
             if pending is not None:
                 await pending
-        except NotOwner:
+        except (NotOwner, NotOpen):
             raise ApiError(503, "the event log is moving partitions; retry in a few "
                                 "seconds") from None
-        except KafkaError as exc:
+        except (KafkaError, TimeoutError) as exc:
             raise ApiError(503, f"the job could not be saved ({exc!r}); retry") from None
         service._run_job(row)
     finally:
@@ -717,6 +749,9 @@ class EventLogSupport(Service):
         super().__init__(**kwargs)
         self.service = service
         self._runner: web.AppRunner | None = None
+        # mode stops this service before the Faust app, whose stop then waits
+        # for the agents' events: their commits need the producer till then.
+        service.app.on_before_shutdown.connect(self._stop_producer)
 
     async def on_start(self) -> None:
         service = self.service
@@ -738,6 +773,9 @@ class EventLogSupport(Service):
         if self._runner is not None:
             await self._runner.cleanup()
         await self.service.envelopes.stop()
+
+    async def _stop_producer(self, sender: object = None, **_: object) -> None:
+        """After the app's consumer stopped (its agents' events finished)."""
         if self.service.producer is not None:
             await self.service.producer.stop()
 

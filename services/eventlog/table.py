@@ -13,16 +13,24 @@ without what the changelog may lack, and the records are filed again."""
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from rocksdict import WriteBatch
+
+from services.eventlog.store import Overlay
+
+T = TypeVar("T")
 
 
 # Sends one changelog record (partition, key, value); returns its future.
 Send = Callable[[int, bytes, bytes | None], Awaitable[asyncio.Future]]
-# A changelog write not acknowledged by then fails the commit (the file agent
-# then ends the process, and the batch is filed again after the restart).
+# A commit that makes no progress for this long (no send taken by the
+# producer, no acknowledgement) fails (the file agent then ends the process,
+# and the batch is filed again after the restart). A deadline on progress,
+# not on the whole commit: a big commit on a slow but answering broker (a
+# quota) would otherwise fail at the same point after every restart.
 ACK_TIMEOUT = 60.0
 
 
@@ -32,14 +40,19 @@ class NotOpen(Exception):
 
 class PartitionStore:
     def __init__(self, table: Any, partition: int, *, open_it: bool = False,
-                 send: Send | None = None) -> None:
+                 send: Send | None = None, may_write: Callable[[], bool] | None = None) -> None:
         """`open_it`: open the partition's database if it is not (as Faust does
         for the record an agent is processing); else NotOpen: Faust forgets a
         revoked partition's database without closing it, and opening it again
-        would fail on its lock."""
+        would fail on its lock (hold a store no longer than the work at hand).
+        `may_write`: asked, under the partition's commit lock, before a commit
+        sends anything (NotOpen when false): writers Faust's revocation does
+        not wait for (timers, tasks) pass whether this instance still owns
+        the partition, outside a rebalance."""
         self._table = table
         self.partition = partition
         self._send = send
+        self._may_write = may_write
         if open_it:
             self._db = table.data._db_for_partition(partition)
         else:
@@ -67,11 +80,25 @@ class PartitionStore:
             yield key, it.value()
             it.next()
 
+    async def update(self, compute: Callable[[Overlay], T]) -> T:
+        """Run `compute` on an Overlay of this store and commit its writes, the
+        partition's commit lock held from the first read to the last write:
+        another writer's commit (the file agent's, the sweep's, a job's) can
+        neither land between what `compute` read and what it wrote (its writes
+        undone by a stale copy) nor read around this one's in flight."""
+        async with _lock(self._table, self.partition):
+            staged = Overlay(self)
+            result = compute(staged)
+            await self._commit(staged.writes)
+            return result
+
     async def commit(self, writes: dict[bytes, bytes | None]) -> None:
         """Send `writes` to the changelog, and once every one is acknowledged,
         write them to the database in one batch, with the changelog offset they
         reach. Raises the first failure, having written nothing locally:
         filing the same records again after a restart writes them all again.
+        Only for writes that depend on nothing read from the store (else
+        `update`).
 
         Through the service's own producer (`send`), not `table.send_changelog`:
         Faust buffers those sends, and its callback records the persisted
@@ -80,33 +107,70 @@ class PartitionStore:
         in between would leave the database past keys it lacks. Commits of one
         partition run one at a time, so the offset written never passes
         another commit's keys."""
+        async with _lock(self._table, self.partition):
+            await self._commit(writes)
+
+    def _current(self) -> bool:
+        """Whether this store's database is the one Faust holds for the
+        partition (not forgotten at a revocation, nor opened again since)."""
+        return self._table.data._dbs.get(self.partition) is self._db
+
+    async def _commit(self, writes: dict[bytes, bytes | None]) -> None:
         if not writes:
             return
         if self._send is None:
             raise TypeError("a store opened without a changelog sender is read-only")
-        async with _lock(self._table, self.partition), asyncio.timeout(ACK_TIMEOUT):
-            sent = [await self._send(self.partition, key, value)
-                    for key, value in writes.items()]
-            results = await asyncio.gather(*sent, return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-            batch = WriteBatch(raw_mode=True)
-            for key, value in writes.items():
-                if value is None:
-                    batch.delete(key)
-                else:
-                    batch.put(key, value)
-            offsets = [getattr(r, "offset", None) for r in results]
-            if offsets and all(isinstance(o, int) for o in offsets):
-                batch.put(OFFSET_KEY, str(max(offsets)).encode())  # type: ignore[type-var]
-            self._db.write(batch)
+        if not self._current() or (self._may_write is not None and not self._may_write()):
+            raise NotOpen(f"partition {self.partition} may not be written here now")
+        sent = []
+        for key, value in writes.items():
+            async with asyncio.timeout(ACK_TIMEOUT):
+                sent.append(await self._send(self.partition, key, value))
+        pending: set[asyncio.Future] = set(sent)
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, timeout=ACK_TIMEOUT,
+                                                   return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    raise TimeoutError(f"no changelog acknowledgement for {ACK_TIMEOUT}s "
+                                       f"({len(pending)} of {len(sent)} unanswered)")
+                for future in done:
+                    if future.cancelled():
+                        raise RuntimeError("a changelog send was cancelled (producer stopped?)")
+                    if future.exception() is not None:
+                        raise future.exception()  # type: ignore[misc]
+        finally:
+            for future in pending:
+                future.cancel()
+        if not self._current():
+            # Revoked meanwhile: the database is read from its persisted
+            # offset when it is opened again, these records included.
+            raise NotOpen(f"partition {self.partition} was revoked during a commit")
+        batch = WriteBatch(raw_mode=True)
+        for key, value in writes.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        offsets = [getattr(future.result(), "offset", None) for future in sent]
+        if offsets and all(isinstance(o, int) for o in offsets):
+            batch.put(OFFSET_KEY, str(max(offsets)).encode())  # type: ignore[type-var]
+        self._db.write(batch)
 
 
 # Where Faust keeps a partition database's changelog offset (stores/rocksdb.py).
 OFFSET_KEY = b"__faust\0offset__"
-_locks: dict[tuple[int, int], asyncio.Lock] = {}
+# The commit locks of each table's partitions (gone with the table).
+_locks: weakref.WeakKeyDictionary[Any, dict[int, asyncio.Lock]] = weakref.WeakKeyDictionary()
 
 
 def _lock(table: Any, partition: int) -> asyncio.Lock:
-    return _locks.setdefault((id(table), partition), asyncio.Lock())
+    return _locks.setdefault(table, {}).setdefault(partition, asyncio.Lock())
+
+
+async def quiesce(table: Any) -> None:
+    """Wait until no commit of the table's partitions is in flight (those
+    waiting for a lock then find, under it, that they may not write)."""
+    for lock in list(_locks.get(table, {}).values()):
+        async with lock:
+            pass
