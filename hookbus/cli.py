@@ -60,6 +60,14 @@ class State:
 pass_state = click.make_pass_decorator(State)
 
 
+def _table(*columns: str, **options: Any) -> Table:
+    """A table whose cells fold rather than end in "…": ids are never cut."""
+    table = Table(**options)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
 @contextmanager
 def _failures(as_json: bool) -> Iterator[None]:
     try:
@@ -125,7 +133,7 @@ def webhooks() -> None:
 
 
 def _webhooks_table(items: list[dict[str, Any]]) -> Table:
-    table = Table("id", "target", "triggers", "enabled", "scheme", "version")
+    table = _table("id", "target", "triggers", "enabled", "scheme", "version")
     for w in items:
         table.add_row(w["id"], w["target"], ", ".join(w["triggers"]),
                       "yes" if w["enabled"] else f"no {w.get('disabled_reason') or ''}".strip(),
@@ -134,7 +142,7 @@ def _webhooks_table(items: list[dict[str, Any]]) -> Table:
 
 
 def _webhook_view(w: dict[str, Any]) -> Table:
-    table = Table("field", "value", show_header=False)
+    table = _table("field", "value", show_header=False)
     for name, value in w.items():
         table.add_row(name, value if isinstance(value, str) else json.dumps(value))
     return table
@@ -257,7 +265,7 @@ def webhooks_attempts(state: State, webhook_id: str, limit: int) -> None:
 
 
 def _attempts_table(page: dict[str, Any]) -> Table:
-    table = Table("at", "event", "attempt", "result", "code", "ms", "error")
+    table = _table("at", "event", "attempt", "result", "code", "ms", "error")
     for a in page["attempts"]:
         table.add_row(a["at"], a["event_id"], str(a["attempt"]), a["result"],
                       str(a.get("status_code") or ""), f"{a.get('latency_ms', 0):.0f}",
@@ -329,7 +337,7 @@ def events_publish(state: State, event_type: str | None, data: str, event_id: st
 
 
 def _events_table(page: dict[str, Any]) -> Table:
-    table = Table("created", "id", "type", "delivered", "retrying", "dead", "pending")
+    table = _table("created", "id", "type", "delivered", "retrying", "dead", "pending")
     for e in page["events"]:
         d = e["deliveries"]
         table.add_row(e["created_at"], e["id"], e["type"], str(d.get("delivered", 0)),
@@ -361,7 +369,7 @@ def events_list(state: State, event_type: str | None, status: str | None, since:
 def events_get(state: State, event_id: str) -> None:
     """The envelope, and every webhook's status and attempts."""
     def render(detail: dict[str, Any]) -> Any:
-        table = Table("webhook", "status", "attempts", "last result", title=detail["event"]["id"])
+        table = _table("webhook", "status", "attempts", "last result", title=detail["event"]["id"])
         for d in detail["deliveries"]:
             last = d["attempts"][-1] if d["attempts"] else {}
             table.add_row(d["webhook_id"], d["status"], str(len(d["attempts"])),
