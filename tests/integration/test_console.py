@@ -67,6 +67,7 @@ async def new_page(browser: Browser, errors: list[str]) -> Page:
     page = await (await browser.new_context(viewport=DESKTOP)).new_page()
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     page.on("dialog", lambda dialog: errors.append(f"a dialog opened: {dialog.message}"))
     return page
 
@@ -248,7 +249,7 @@ async def test_a_failed_event_is_found_resent_and_dead_letters_replayed(
     await expect(section.locator("tbody")).to_contain_text(ids[1])
     await section.get_by_role("button", name="Replay dead letters", exact=True).click()
     await expect(section.locator(".job")).to_contain_text("done", timeout=WAIT)
-    await expect(section.locator(".job")).to_contain_text("1 replayed")
+    await expect(section.locator(".job")).to_contain_text(re.compile(r"\b[1-9]\d* replayed"))
     await snap(page, shots, "dead-letters")
     await receiver.wait_for("/flaky", ids[1])
     async def delivered_again() -> bool:
@@ -304,12 +305,19 @@ async def test_portal_link_in_an_iframe_read_only_and_themed(
     platform = web.Application()
     logo = ('<svg xmlns="http://www.w3.org/2000/svg" width="64" height="24">'
             '<rect width="64" height="24" fill="#7c3aed"/></svg>')
-    platform.router.add_get("/logo.svg", lambda _: web.Response(
-        text=logo, content_type="image/svg+xml"))
     framed: dict[str, str] = {}
-    platform.router.add_get("/", lambda _: web.Response(content_type="text/html", text=(
-        f'<!doctype html><title>Platform</title><h1>ACME dashboard</h1>'
-        f'<iframe title="Webhooks" src="{framed["url"]}" width="1200" height="700"></iframe>')))
+
+    async def logo_file(_: web.Request) -> web.Response:
+        return web.Response(text=logo, content_type="image/svg+xml")
+
+    async def dashboard(_: web.Request) -> web.Response:
+        return web.Response(content_type="text/html", text=(
+            '<!doctype html><title>Platform</title><link rel="icon" href="data:,">'
+            '<h1>ACME dashboard</h1><iframe title="Webhooks" src="' + framed["url"]
+            + '" style="width:100%;height:640px;border:1px solid #ccc"></iframe>'))
+
+    platform.router.add_get("/logo.svg", logo_file)
+    platform.router.add_get("/", dashboard)
     runner = web.AppRunner(platform)
     await runner.setup()
     port = free_port()

@@ -1,7 +1,7 @@
 // Dead letters, per webhook, and Replay: a job (POST …/replay answers 202
 // with it) whose progress is polled (GET …/replay/{job}).
 import {api, appPath} from './api.js';
-import {h, clear, route, when, table, badge, say} from './dom.js';
+import {h, put, route, when, table, badge, say} from './dom.js';
 
 export async function render(ctx) {
   const {webhooks} = await api('GET', appPath(['webhooks']));
@@ -43,7 +43,7 @@ async function section(ctx, webhook) {
 
 function follow(ctx, webhookId, job, box, done) {
   const show = (j) => {
-    clear(box).append(
+    put(box, 
       h('p', {}, 'Replay ', h('code', {}, j.id), ': ', badge(j.state, j.state === 'failed' ? 'bad' : 'ok'),
         ` ${j.replayed} replayed, ${j.scanned} of ${j.total} read`,
         j.finished_at ? ` · finished ${when(j.finished_at)}` : ''),

@@ -92,3 +92,8 @@ export function confirmDialog(title, text, action) {
     dialog.showModal();
   });
 }
+
+/** Replace `el`'s content with `children` (nodes, text, arrays; null skipped). */
+export function put(el, ...children) {
+  return fill(clear(el), {}, children);
+}

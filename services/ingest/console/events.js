@@ -2,7 +2,7 @@
 // (polling); an event's page with its payload, each webhook's attempt
 // timeline, and Resend.
 import {api, appPath, loadEventTypes} from './api.js';
-import {h, clear, route, when, table, badge, say} from './dom.js';
+import {h, clear, put, route, when, table, badge, say} from './dom.js';
 
 export async function render(ctx) {
   if (ctx.parts[0]) return detail(ctx, ctx.parts[0]);
@@ -56,7 +56,7 @@ async function list(ctx) {
       seen.add(e.id);
       return row(e, fresh);
     });
-    clear(results).append(table('Events, newest first', ['Created', 'Type', 'Event', 'Deliveries'], rows));
+    put(results, table('Events, newest first', ['Created', 'Type', 'Event', 'Deliveries'], rows));
     clear(more);
     if (page.next) {
       more.append(h('button', {type: 'button', class: 'secondary', onclick: async () => {
@@ -122,7 +122,7 @@ async function detail(ctx, id) {
       say(`Resent to ${sent.webhook_ids.length} webhook${sent.webhook_ids.length === 1 ? '' : 's'}.`);
       resentAt = Date.now();
     };
-    clear(box).append(
+    put(box, 
       h('div', {class: 'title'}, h('h1', {}, event.type),
         ctx.readOnly || !found.deliveries.length ? null
           : h('button', {type: 'button', onclick: () => resend(null)}, 'Resend to all')),
@@ -131,12 +131,12 @@ async function detail(ctx, id) {
         h('dt', {}, 'Created'), h('dd', {}, when(event.created_at)),
         h('dt', {}, 'App'), h('dd', {}, event.app_id)),
       h('h2', {}, 'Deliveries'),
-      found.deliveries.length ? found.deliveries.map((d) => h('section', {class: 'delivery'},
+      found.deliveries.length ? h('div', {}, found.deliveries.map((d) => h('section', {class: 'delivery'},
         h('h3', {}, h('a', {href: route('webhooks', d.webhook_id)}, d.webhook_id), ' ',
           badge(d.status, d.status === 'delivered' ? 'ok' : d.status === 'pending' ? '' : 'bad')),
         timeline(d.attempts),
         ctx.readOnly ? null : h('button', {type: 'button', class: 'secondary',
-          'aria-label': `Resend to ${d.webhook_id}`, onclick: () => resend(d.webhook_id)}, 'Resend')))
+          'aria-label': `Resend to ${d.webhook_id}`, onclick: () => resend(d.webhook_id)}, 'Resend'))))
         : h('p', {class: 'muted'}, 'No webhook matched this event.'),
       h('h2', {}, 'Payload'),
       h('pre', {class: 'payload', tabindex: '0', 'aria-label': 'Payload'}, JSON.stringify(event, null, 2)));

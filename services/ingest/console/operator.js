@@ -2,7 +2,7 @@
 // across apps, the failing endpoints and the dead letters in total — all from
 // the public API, one request per app and webhook (no private listing).
 import {api, pathFor, chooseApp} from './api.js';
-import {h, clear, when, percent, table, badge} from './dom.js';
+import {h, put, when, percent, table, badge} from './dom.js';
 
 export async function render(ctx) {
   const {apps} = await api('GET', '/v1/apps');
@@ -25,7 +25,7 @@ export async function render(ctx) {
     h('form', {class: 'inline', onsubmit: async (e) => {
       e.preventDefault();
       const id = lookup.value.trim();
-      clear(found).append(h('p', {class: 'muted'}, `Looking in ${apps.length} apps…`));
+      put(found, h('p', {class: 'muted'}, `Looking in ${apps.length} apps…`));
       const hits = (await Promise.all(apps.map(async (a) => {
         try {
           return {app: a.app_id, detail: await api('GET', pathFor(a.app_id, ['events', id]))};
@@ -33,11 +33,11 @@ export async function render(ctx) {
           return null;
         }
       }))).filter(Boolean);
-      clear(found).append(hits.length
-        ? hits.map((hit) => h('p', {}, 'In app ', h('code', {}, hit.app), ': ',
+      put(found, hits.length
+        ? h('div', {}, hits.map((hit) => h('p', {}, 'In app ', h('code', {}, hit.app), ': ',
           h('code', {}, hit.detail.event.type), ` · ${hit.detail.deliveries.length} deliveries `,
           h('button', {type: 'button', class: 'secondary', onclick: () =>
-            open(hit.app, `#/events/${encodeURIComponent(id)}`)}, 'Open')))
+            open(hit.app, `#/events/${encodeURIComponent(id)}`)}, 'Open'))))
         : h('p', {}, `No app with webhooks has an event ${id} in its log.`));
     }}, h('label', {for: 'lookup'}, 'Event id'), lookup, h('button', {type: 'submit'}, 'Find')),
     found,
@@ -62,7 +62,7 @@ export async function render(ctx) {
       }
     }
   }
-  clear(failing).append(
+  put(failing, 
     h('p', {}, 'Dead letters in total: ', h('strong', {id: 'dead-total'}, String(dead))),
     table('Endpoints failing, disabled, or with dead letters',
       ['App', 'Endpoint', 'Status', 'Success (day)', 'Streak', 'Dead letters', 'Last failure'], rows));

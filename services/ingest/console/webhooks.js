@@ -3,7 +3,7 @@
 // from GET /v1/event-types); delete; reveal, copy and rotate the secret; send a
 // test event and watch its attempt arrive.
 import {api, appPath, loadEventTypes} from './api.js';
-import {h, clear, route, when, percent, table, badge, say, confirmDialog} from './dom.js';
+import {h, clear, put, route, when, percent, table, badge, say, confirmDialog} from './dom.js';
 
 export async function render(ctx) {
   const [id, action] = ctx.parts;
@@ -102,7 +102,7 @@ async function detail(ctx, id) {
     const key = JSON.stringify(page.attempts);
     if (key === shown) return;
     shown = key;
-    clear(attemptsBox).append(attemptsTable(page.attempts));
+    put(attemptsBox, attemptsTable(page.attempts));
   };
   const test = h('button', {type: 'button', disabled: !webhook.enabled, onclick: async () => {
     const sent = await api('POST', appPath(['webhooks', id, 'test']));
