@@ -9,6 +9,7 @@ refresh the README's)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import uuid
@@ -117,6 +118,8 @@ async def test_webhooks_create_with_chatwoot_names_test_edit_rotate_delete(
     await expect(page.locator(".option", has=created)).to_contain_text("message.received")
     await created.check()
     await page.get_by_role("checkbox", name=re.compile(r"^conversation_created")).check()
+    # Deliveries in Chatwoot's shape, so a receiver written for Chatwoot keeps working.
+    await page.get_by_label("Payload format").select_option("chatwoot")
     await snap(page, shots, "webhook-form")
     await page.get_by_role("button", name="Create", exact=True).click()
 
@@ -126,6 +129,8 @@ async def test_webhooks_create_with_chatwoot_names_test_edit_rotate_delete(
     status, webhook = await api(console_stack, "GET", f"/v1/apps/{app}/webhooks/{webhook_id}",
                                 token(app))
     assert status == 200 and webhook["triggers"] == ["message_created", "conversation_created"]
+    assert webhook["payload_format"] == "chatwoot"
+    await expect(page.locator("dl.facts")).to_contain_text("chatwoot")
 
     # Send a test event and watch its attempt arrive.
     await page.get_by_role("button", name="Send test event", exact=True).click()
@@ -133,6 +138,8 @@ async def test_webhooks_create_with_chatwoot_names_test_edit_rotate_delete(
     await expect(attempts).to_contain_text("webhook.test", timeout=WAIT)
     await expect(attempts).to_contain_text("success", timeout=WAIT)
     assert len(receiver.on("/hooks")) == 1
+    # webhook.test has no Chatwoot name: Chatwoot's shape with the canonical type.
+    assert json.loads(receiver.on("/hooks")[0].body)["event"] == "webhook.test"
 
     # Reveal the secret, rotate it.
     secret = page.locator("#secret")
@@ -158,6 +165,7 @@ async def test_webhooks_create_with_chatwoot_names_test_edit_rotate_delete(
     _, edited = await api(console_stack, "GET", f"/v1/apps/{app}/webhooks/{webhook_id}",
                           token(app))
     assert edited["triggers"] == ["message_created", "conversation_created", "message:appUser"]
+    assert edited["payload_format"] == "chatwoot"  # kept by an edit that does not change it
 
     # The list shows its health; a second webhook is deleted after confirming.
     status, other = await api(console_stack, "POST", f"/v1/apps/{app}/webhooks", token(app),

@@ -222,6 +222,12 @@ function triggerPicker(types, selected) {
     options);
 }
 
+// The formats of contract §7 (schemas/payload_formats.py), as the API takes them.
+const PAYLOAD_FORMATS = [
+  ['standard', 'Standard (Hookbus envelope)'], ['chatwoot', 'Chatwoot'],
+  ['nativemsg', 'nativeMsg'], ['smooch', 'Smooch'], ['sinch', 'Sinch'],
+];
+
 async function form(ctx, webhook) {
   const types = await loadEventTypes();
   const selected = new Set(webhook ? webhook.triggers : []);
@@ -231,6 +237,11 @@ async function form(ctx, webhook) {
   const description = h('input', {id: 'description', name: 'description',
     value: webhook ? webhook.description : ''});
   const enabled = h('input', {id: 'enabled', type: 'checkbox', checked: webhook ? webhook.enabled : true});
+  const current = webhook ? (webhook.payload_format || 'standard') : 'standard';
+  const format = h('select', {id: 'payload_format', name: 'payload_format',
+    'aria-describedby': 'payload_format-help'},
+    ...PAYLOAD_FORMATS.map(([value, label]) =>
+      h('option', {value, selected: value === current}, label)));
   const errors = h('div', {id: 'form-errors', role: 'alert'});
   const title = webhook ? 'Edit webhook' : 'New webhook';
   ctx.main.append(
@@ -241,7 +252,7 @@ async function form(ctx, webhook) {
       e.preventDefault();
       clear(errors);
       const body = {target: target.value.trim(), description: description.value,
-        enabled: enabled.checked};
+        enabled: enabled.checked, payload_format: format.value};
       if (selected.size) body.triggers = [...selected];
       try {
         let saved;
@@ -262,6 +273,10 @@ async function form(ctx, webhook) {
     h('label', {for: 'target'}, 'Endpoint URL'), target,
     h('label', {for: 'description'}, 'Description'), description,
     triggerPicker(types, selected),
+    h('label', {for: 'payload_format'}, 'Payload format'), format,
+    h('p', {id: 'payload_format-help', class: 'muted'},
+      'The body your endpoint receives: the Hookbus envelope, or the shape another ' +
+      'platform sends, so a receiver written for it keeps working. Signed the same way.'),
     h('div', {class: 'check'}, enabled, h('label', {for: 'enabled'}, 'Enabled')),
     errors,
     h('div', {class: 'actions'}, h('button', {type: 'submit'}, webhook ? 'Save' : 'Create'),
