@@ -99,8 +99,9 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-async def run_once(broker: Broker, subscriptions: int, events: int, workdir: Path) -> dict:
-    topics = Topics(f"bench{subscriptions}.")
+async def run_once(broker: Broker, subscriptions: int, events: int, workdir: Path,
+                   prefix: str | None = None) -> dict:
+    topics = Topics(prefix or f"bench{subscriptions}.")
     await ensure_topics(broker.bootstrap, topics.specs(), partitions=PARTITIONS)
     hooks = webhooks(subscriptions)
     await produce(broker.bootstrap, topics.webhooks,

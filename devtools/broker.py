@@ -108,6 +108,12 @@ class Broker:
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def pid(self) -> int:
+        """The broker's JVM (its CPU and memory are read from /proc)."""
+        assert self._process is not None, "the broker is not running"
+        return self._process.pid
+
+    @property
     def bootstrap(self) -> str:
         """Where clients connect: PLAINTEXT, or SASL_SSL when locked."""
         return f"127.0.0.1:{self.port}"
