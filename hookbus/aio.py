@@ -17,7 +17,7 @@ import aiohttp
 from hookbus import api, batching
 from hookbus.config import resolve
 from hookbus.errors import transport_error
-from hookbus.methods import ApiMethods
+from hookbus.methods import ApiMethods, named
 from hookbus.retry_policy import Backoff
 from hookbus.version import USER_AGENT
 
@@ -47,7 +47,7 @@ class AsyncClient(ApiMethods[Awaitable[Any]]):
                            batch_size: int = batching.MAX_BATCH) -> list[str]:
         """As `Client.publish_many`."""
         app_id = self._app(app)
-        batches = batching.chunks(events, batch_size)
+        batches = batching.chunks(named(events, idempotency_key), batch_size)
         ids: list[str] = []
         for batch, key in zip(batches, batching.batch_keys(idempotency_key, len(batches))):
             ids += await self._run(api.publish_batch(app_id, batch, key), pick="ids")
@@ -82,5 +82,6 @@ class AsyncClient(ApiMethods[Awaitable[Any]]):
                 await asyncio.sleep(self.backoff.delay(attempt, retry_after,
                                                        jitter=random.random()))
                 continue
-            result = api.answer(status, body, request_id)
-            return result[pick] if pick is not None and result is not None else result
+            if api.gone_after_retry(call, status, attempt):
+                return None
+            return api.answer(status, body, request_id, pick=pick)

@@ -3,7 +3,8 @@
 
 A call is `retryable` when sending it again cannot do something twice: reads,
 deletes, and publishes (with an `Idempotency-Key` a retried publish is the same
-event; without one a 503 from ingest means nothing was acknowledged). Webhook
+event; without one the methods give each event its id before the first try,
+since a 503 from ingest means "not acknowledged", not "not written"). Webhook
 writes are not: a 503 may mean "written, not yet confirmed" (read it back)."""
 
 from __future__ import annotations
@@ -146,10 +147,29 @@ def replay_job(app_id: str, webhook_id: str, job_id: str) -> Call:
     return Call("GET", _app(app_id, "webhooks", webhook_id, "replay", job_id), retryable=True)
 
 
-def answer(status: int, body: bytes, request_id: str | None = None) -> Any:
-    """The JSON of a 2xx answer (None when empty); raises the API's error otherwise."""
-    from hookbus.errors import error_from_answer
+def gone_after_retry(call: Call, status: int, attempt: int) -> bool:
+    """A DELETE answered 404 on a retry: done (the try before, answered 503 as
+    "written, not yet confirmed", deleted it), not an error."""
+    return call.method == "DELETE" and status == 404 and attempt > 1
+
+
+def answer(status: int, body: bytes, request_id: str | None = None, *,
+           pick: str | None = None) -> Any:
+    """The JSON of a 2xx answer (None when empty), or its field `pick`; raises the
+    API's error otherwise, and a HookbusError for a 2xx that is not the API's
+    (a wrong URL whose server answers every path with a page)."""
+    from hookbus.errors import HookbusError, error_from_answer
 
     if not 200 <= status < 300:
         raise error_from_answer(status, body, request_id)
-    return msgspec.json.decode(body) if body.strip() else None
+    if not body.strip():
+        return None
+    try:
+        result = msgspec.json.decode(body)
+        return result if pick is None else result[pick]
+    except (msgspec.DecodeError, UnicodeDecodeError, KeyError, TypeError, IndexError):
+        what = f"no {pick!r} in " if pick else ""
+        text = body[:200].decode("utf-8", errors="replace")
+        raise HookbusError(status, "INVALID_ANSWER",
+                           f"not the Hookbus API's answer ({what}{text!r}); is the URL the "
+                           "API's (HOOKBUS_URL / --url)?", request_id=request_id) from None

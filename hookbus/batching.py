@@ -28,7 +28,7 @@ def chunks(items: Sequence[T], size: int = MAX_BATCH) -> list[list[T]]:
 
 def batch_keys(key: str | None, batches: int) -> list[str | None]:
     """The Idempotency-Key of each of `batches` batches of one publish."""
-    if key is None:
+    if key is None or batches == 0:
         return [None] * batches
     if batches == 1:
         return [key]

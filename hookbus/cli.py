@@ -84,7 +84,11 @@ def _failures(as_json: bool) -> Iterator[None]:
                 click.echo(f"  {detail.field}: {detail.reason}", err=True)
         sys.exit(1)
     except ConfigError as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
+        if as_json:
+            click.echo(json.dumps({"error": {"code": 0, "status": "INVALID_ARGUMENT",
+                                             "message": str(exc), "details": []}}), err=True)
+        else:
+            click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(2)
 
 
@@ -209,15 +213,18 @@ def webhooks_get(state: State, webhook_id: str) -> None:
 @click.option("--header", "headers", multiple=True, help="Replaces the headers: NAME=VALUE.")
 @click.option("--enable/--disable", "enabled", default=None)
 @click.option("--scheme", type=click.Choice(["v1", "v1a"]))
+@click.option("--payload-format",
+              type=click.Choice(["standard", "chatwoot", "nativemsg", "smooch", "sinch"]))
 @click.option("--version", type=int, help="Refuse (409) unless this is the current version.")
 @pass_state
 def webhooks_update(state: State, webhook_id: str, target: str | None, triggers: tuple[str, ...],
                     description: str | None, headers: tuple[str, ...], enabled: bool | None,
-                    scheme: str | None, version: int | None) -> None:
+                    scheme: str | None, payload_format: str | None, version: int | None) -> None:
     """Change what you name; the rest stays."""
     fields: dict[str, Any] = {name: value for name, value in (
         ("target", target), ("description", description), ("enabled", enabled),
-        ("signature_scheme", scheme), ("version", version)) if value is not None}
+        ("signature_scheme", scheme), ("payload_format", payload_format),
+        ("version", version)) if value is not None}
     if triggers:
         fields["triggers"] = list(triggers)
     if headers:
@@ -300,13 +307,18 @@ def _json_object(text: str, what: str) -> dict[str, Any]:
 
 def _batch(path: str) -> list[dict[str, Any]]:
     """Events from a file (or - for stdin): a JSON array, or one object a line."""
-    text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    stripped = text.strip()
-    if stripped.startswith("["):
-        items = json.loads(stripped)
-    else:
-        items = [json.loads(line) for line in stripped.splitlines() if line.strip()]
-    if not all(isinstance(i, dict) for i in items):
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+        stripped = text.strip()
+        if stripped.startswith("["):
+            items = json.loads(stripped)
+        else:
+            items = [json.loads(line) for line in stripped.splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="--batch") from None
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--batch") from None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise click.BadParameter("every event must be a JSON object", param_hint="--batch")
     return items
 

@@ -22,7 +22,7 @@ import requests
 from hookbus import api, batching
 from hookbus.config import resolve
 from hookbus.errors import HookbusError, transport_error
-from hookbus.methods import ApiMethods
+from hookbus.methods import ApiMethods, named
 from hookbus.retry_policy import Backoff
 from hookbus.version import USER_AGENT
 
@@ -57,7 +57,7 @@ class Client(ApiMethods[Any]):
         failed batch raises: the batches before it are published (with a key,
         repeat the whole call: they are not published twice)."""
         app_id = self._app(app)
-        batches = batching.chunks(events, batch_size)
+        batches = batching.chunks(named(events, idempotency_key), batch_size)
         ids: list[str] = []
         for batch, key in zip(batches, batching.batch_keys(idempotency_key, len(batches))):
             ids += self._run(api.publish_batch(app_id, batch, key), pick="ids")
@@ -81,9 +81,10 @@ class Client(ApiMethods[Any]):
                 time.sleep(self.backoff.delay(attempt, response.headers.get("Retry-After"),
                                               jitter=random.random()))
                 continue
-            result = api.answer(response.status_code, response.content,
-                                response.headers.get("X-Request-Id"))
-            return result[pick] if pick is not None and result is not None else result
+            if api.gone_after_retry(call, response.status_code, attempt):
+                return None
+            return api.answer(response.status_code, response.content,
+                              response.headers.get("X-Request-Id"), pick=pick)
 
 
 __all__ = ["Client", "HookbusError", "Backoff"]

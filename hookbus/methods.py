@@ -4,7 +4,8 @@ answers with the result and the async one with an awaitable of it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import secrets
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -12,6 +13,23 @@ from hookbus import api
 from hookbus.config import Config, require_app
 
 R = TypeVar("R")
+
+
+def new_event_id() -> str:
+    """An `evt_` id of 128 random bits, as ingest makes them."""
+    return f"evt_{secrets.token_hex(16)}"
+
+
+def named(events: Sequence[Mapping[str, Any]], idempotency_key: str | None
+          ) -> list[Mapping[str, Any]]:
+    """`events`, each without an `id` given one when there is no key: a publish
+    is retried on 503, which ingest also answers when Kafka did not acknowledge
+    a record that it may still have written; the retry must then be the same
+    event (contract §4: the id is the idempotency key), not one with a new id.
+    With a key, ingest derives the ids from it."""
+    if idempotency_key is not None:
+        return list(events)
+    return [e if e.get("id") is not None else {**e, "id": new_event_id()} for e in events]
 
 
 class ApiMethods(Generic[R]):
@@ -29,7 +47,10 @@ class ApiMethods(Generic[R]):
                 created_at: datetime | str | None = None,
                 idempotency_key: str | None = None) -> R:
         """Publish one event; the event's id (`evt_…`, or `id`). With an
-        `idempotency_key`, a repeat within its TTL answers the same id."""
+        `idempotency_key`, a repeat within its TTL answers the same id; without
+        one, the SDK names the event (`named`), so its retries are one event."""
+        if id is None and idempotency_key is None:
+            id = new_event_id()
         event = api.event_body(type, data, id=id, created_at=created_at)
         return self._run(api.publish(self._app(app), event, idempotency_key), pick="id")
 

@@ -12,7 +12,8 @@ the router cannot tell them apart:
   acknowledged the record, as ingest's 202 means.
 
 Events are checked as ingest checks them (services.ingest.validation): an
-unknown or reserved type, an id too long or holding '.', raise ValueError here
+unknown or reserved type, an id too long or holding '.', an envelope over
+ingest's 256 KiB, raise ValueError here
 rather than land in `events.dlq`. There is no `Idempotency-Key` on this path:
 give each event its `id` to make a repeat the same event (same `webhook-id`).
 
@@ -35,6 +36,8 @@ from services.common.topics import Topics
 from services.ingest.validation import event_problems
 
 _encoder = msgspec.json.Encoder()
+# The largest envelope written, as ingest's largest request body (its 413).
+MAX_EVENT_BYTES = 256 * 1024
 
 
 def envelope(app_id: str, type: str, data: Mapping[str, Any] | None = None, *,
@@ -48,8 +51,11 @@ def envelope(app_id: str, type: str, data: Mapping[str, Any] | None = None, *,
         raise ValueError("; ".join(f"{p.field}: {p.reason}" for p in problems))
     if created_at is not None and created_at.tzinfo is None:
         raise ValueError("created_at: must carry a time zone")
-    return Event(id=id or new_id("evt"), type=type, app_id=app_id,
-                 created_at=created_at or _now(), data=body.data)
+    event = Event(id=id or new_id("evt"), type=type, app_id=app_id,
+                  created_at=created_at or _now(), data=body.data)
+    if (size := len(_encoder.encode(event))) > MAX_EVENT_BYTES:
+        raise ValueError(f"the event is {size} bytes, over the {MAX_EVENT_BYTES} ingest takes")
+    return event
 
 
 def record(event: Event) -> tuple[bytes, bytes]:

@@ -33,6 +33,7 @@ from nacl.signing import VerifyKey
 TOLERANCE = 300
 SECRET_PREFIX = "whsec_"
 PUBLIC_KEY_PREFIX = "whpk_"
+_MAX_TIMESTAMP_DIGITS = 15
 _decoder = msgspec.json.Decoder()
 
 
@@ -82,10 +83,10 @@ class Verifier:
         with one of the keys, at most `tolerance` seconds from `now`; else raises
         WebhookVerificationError."""
         self.check(headers, body, now=now)
-        raw = body.encode() if isinstance(body, str) else body
         try:
-            payload = _decoder.decode(raw)
-        except msgspec.DecodeError as exc:
+            payload = _decoder.decode(_raw(body))
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            # (msgspec raises UnicodeDecodeError for a string that is not UTF-8)
             raise WebhookVerificationError("the body is not JSON") from exc
         if not isinstance(payload, dict):
             raise WebhookVerificationError("the body is not a JSON object")
@@ -95,7 +96,7 @@ class Verifier:
               *, now: float | None = None) -> None:
         """As `verify`, without decoding the body."""
         found = _lowercase(headers)
-        raw = body.encode() if isinstance(body, str) else bytes(body)
+        raw = _raw(body)
         message_id = found.get("webhook-id")
         timestamp = found.get("webhook-timestamp")
         signatures = found.get("webhook-signature")
@@ -105,7 +106,10 @@ class Verifier:
         if not (timestamp.isascii() and timestamp.isdigit()):
             raise WebhookVerificationError("webhook-timestamp is not a number of seconds")
         at = time.time() if now is None else now
-        if abs(at - int(timestamp)) > self.tolerance:
+        # More digits than a float holds exactly are far from any now (and int()
+        # of thousands of digits raises ValueError, a float of them OverflowError).
+        if len(timestamp.lstrip("0")) > _MAX_TIMESTAMP_DIGITS or \
+                abs(at - int(timestamp)) > self.tolerance:
             raise WebhookVerificationError("webhook-timestamp is too far from now")
         signed = f"{message_id}.{timestamp}.".encode() + raw
         for entry in signatures.split(" "):
@@ -132,6 +136,16 @@ class Verifier:
             except (BadSignatureError, ValueError):
                 continue
         return False
+
+
+def _raw(body: bytes | str) -> bytes:
+    """The bytes a body was received as (a `str` as UTF-8)."""
+    if not isinstance(body, str):
+        return bytes(body)
+    try:
+        return body.encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate: no bytes were received as it
+        raise WebhookVerificationError("the body is not UTF-8 text") from exc
 
 
 def _lowercase(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:

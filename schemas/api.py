@@ -12,7 +12,6 @@ from msgspec import UNSET, UnsetType
 from schemas.attempts import Attempt
 from schemas.webhooks import (
     ClientCredentials,
-    PayloadFormat,
     SignatureScheme,
     TargetType,
     TokenRequestType,
@@ -121,7 +120,8 @@ class WebhookOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     # 0: last written before versions existed.
     version: int
     signature_scheme: SignatureScheme
-    payload_format: PayloadFormat
+    # One of PayloadFormat (the OpenAPI document's enum), or a newer service's.
+    payload_format: str
     # v1 only: a v1a webhook's `whsk_` private key is never shown.
     secret: str | None = None
     # v1a: the `whpk_` public key that verifies its `v1a` signatures.

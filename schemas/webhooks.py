@@ -8,7 +8,12 @@ fields are skipped when decoding, so older services read newer records.
   HMAC secret: upgrade the deliverers before creating `v1a` webhooks.
 - `payload_format` came later still: absent, it is `standard`, the envelope
   every earlier record was delivered as. An older deliverer skips it and sends
-  the envelope: upgrade the deliverers before choosing another format."""
+  the envelope: upgrade the deliverers before choosing another format. It is a
+  string on the wire, not a closed set: a format added later decodes in older
+  readers (which fail each attempt with "unknown payload format", retried
+  until they are upgraded) instead of making the record unreadable, which
+  every reader would ignore and ingest would "repair" with the older record
+  or, for a new webhook, a tombstone."""
 
 from __future__ import annotations
 
@@ -77,8 +82,9 @@ class Webhook(msgspec.Struct, kw_only=True, omit_defaults=True):
     app_limit: int = 0
     # How `secret` signs: `v1` HMAC, or `v1a` ed25519 (then `secret` is a `whsk_` key).
     signature_scheme: SignatureScheme = "v1"
-    # The body's shape: the envelope (`standard`) or a seed platform's.
-    payload_format: PayloadFormat = "standard"
+    # The body's shape: the envelope (`standard`) or a seed platform's
+    # (PayloadFormat, which the API accepts); any string decodes (see above).
+    payload_format: str = "standard"
 
     def signing_secrets(self, now: datetime) -> list[str]:
         """The secrets that sign a delivery at `now`, newest first."""
