@@ -52,11 +52,31 @@ def theme_problems(theme: Theme, *, allow_http: bool = False) -> list[ErrorDetai
 
 def frame_ancestors_problem(sources: str) -> str | None:
     """Why HOOKBUS_CONSOLE_FRAME_ANCESTORS is not a list of CSP sources (None: it is)."""
+    if not (sources.isascii() and sources.isprintable()):
+        # It goes into a header as given: a line break or tab is no separator.
+        return "must be sources separated by spaces, printable ASCII only"
     words = sources.split()
     if not words:
         return "must name at least one source ('none' to forbid every frame)"
     bad = [w for w in words if not _SOURCE.fullmatch(w)]
     return f"{bad[0][:100]!r} is not a CSP source" if bad else None
+
+
+def public_url_problem(url: str) -> str | None:
+    """Why HOOKBUS_PUBLIC_URL cannot be the base of portal links (None: it can):
+    an absolute http(s) URL with a host, no user info, query or fragment."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "must be an absolute http(s) URL with a host"
+    if "@" in parts.netloc or parts.query or parts.fragment or "?" in url or "#" in url:
+        return "must hold no user info, query or fragment"
+    if not (url.isascii() and url.isprintable()) or " " in url:
+        return "must be printable ASCII without spaces"
+    return None
 
 
 def security_headers(frame_ancestors: str, logo: str | None) -> dict[str, str]:

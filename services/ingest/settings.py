@@ -9,7 +9,7 @@ from services.common.sealing import SecretKeys, keys_from_env
 from services.common.target_policy import TargetPolicy
 from services.ingest.auth import DEFAULT_MAX_LIFETIME, MIN_SECRET_BYTES
 from services.ingest.eventlog_routing import BadUrl, base_url
-from services.ingest.portal import frame_ancestors_problem
+from services.ingest.portal import frame_ancestors_problem, public_url_problem
 
 DEFAULT_EVENTLOG_URL = "http://127.0.0.1:8090"
 
@@ -44,6 +44,9 @@ class Settings:
     def __post_init__(self) -> None:
         if (problem := frame_ancestors_problem(self.console_frame_ancestors)) is not None:
             raise ConfigError(f"HOOKBUS_CONSOLE_FRAME_ANCESTORS: {problem}")
+        if self.public_url is not None and (
+                problem := public_url_problem(self.public_url)) is not None:
+            raise ConfigError(f"HOOKBUS_PUBLIC_URL: {self.public_url[:100]!r} {problem}")
         if self.idempotency_ttl <= 0:
             raise ConfigError("HOOKBUS_IDEMPOTENCY_TTL must be positive")
         if not self.eventlog_urls:

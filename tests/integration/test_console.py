@@ -19,7 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, Request, async_playwright, expect
 
 from devtools.broker import Broker, free_port
 from devtools.processes import Stack
@@ -397,3 +397,117 @@ async def test_console_headers(console_stack: Stack) -> None:
             assert "img-src 'self' data:;" in r.headers["Content-Security-Policy"]
         async with http.get(console_stack.ingest_url + "/console/static/..%2fapp.py") as r:
             assert r.status == 404
+
+
+async def test_attacks_on_the_console(console_stack: Stack, browser: Browser,
+                                      receiver: Receiver) -> None:
+    """A hostile reviewer's findings, one stack and one browser: a portal link
+    swapped in the same page, the skip link, a logo the CSP refuses, a failing
+    click, the operator's requests per app, hostile app and event ids."""
+    base = console_stack.ingest_url
+    admin = token(scope="admin")
+    first, second = (f"app_{uuid.uuid4().hex[:6]}" for _ in range(2))
+    for app in (first, second):
+        await api(console_stack, "POST", f"/v1/apps/{app}/webhooks", token(app),
+                  json={"target": receiver.url(f"/{app}"), "description": f"Hook of {app}"})
+    links = []
+    for app in (first, second):
+        status, link = await api(console_stack, "POST", f"/v1/apps/{app}/portal-links", admin,
+                                 json={"expires_in": 900})
+        assert status == 201
+        links.append(link["url"])
+    errors: list[str] = []
+    page = await new_page(browser, errors)
+
+    # A second link that differs only in its fragment (a platform swapping the
+    # iframe's link) loads no page: its token must still replace the first.
+    await page.goto(links[0])
+    await expect(page.get_by_text(f"Hook of {first}")).to_be_visible()
+    await page.goto(links[1])
+    await expect(page.get_by_text(f"Hook of {second}")).to_be_visible()
+    assert "token=" not in page.url, page.url
+
+    # The skip link moves the focus, not the route: a reload shows the same page.
+    await page.locator("a.skip").focus()
+    await page.keyboard.press("Enter")
+    assert await page.evaluate("document.activeElement.id") == "main"
+    assert page.url.endswith("#/webhooks"), page.url
+    await page.reload()
+    await expect(page.get_by_role("heading", name="Webhooks", level=1)).to_be_visible()
+
+    # A logo the server's CSP refuses (user info) is not requested, nor shown broken.
+    await page.goto(f"{base}/console?logo=https://u@127.0.0.1:9/l.svg#/webhooks")
+    await expect(page.get_by_role("heading", name="Webhooks", level=1)).to_be_visible()
+    await expect(page.locator("#logo")).to_be_hidden()
+    assert errors == []
+
+    # A click whose API call fails says so (the webhook was deleted meanwhile).
+    _, listed = await api(console_stack, "GET", f"/v1/apps/{second}/webhooks", token(second))
+    hook = listed["webhooks"][0]["id"]
+    await page.goto(f"{base}/console#/webhooks/{hook}")
+    await expect(page.get_by_role("button", name="Send test event")).to_be_enabled()
+    await api(console_stack, "DELETE", f"/v1/apps/{second}/webhooks/{hook}", token(second))
+    await page.get_by_role("button", name="Send test event").click()
+    await expect(page.locator("#status")).to_contain_text("404")
+    await page.close()  # its attempts, polled, are 404s now
+    errors.clear()
+
+    # The operator's view: an app id and an event id that are markup, and as
+    # many apps as an installation has: a few requests at a time, none after leaving.
+    hostile_app = "<img src=x onerror=__xss=3>"
+    hostile_event = "<svg onload=__xss=4>"
+    await api(console_stack, "POST", f"/v1/apps/{hostile_app}/webhooks", token(hostile_app),
+              json={"target": receiver.url("/hostile"), "triggers": ["*"]})
+    status, _ = await api(console_stack, "POST", f"/v1/apps/{hostile_app}/events",
+                          token(hostile_app), json={"type": "message.received",
+                                                    "id": hostile_event, "data": {}})
+    assert status == 202
+    await receiver.wait_for("/hostile", hostile_event)
+    many = [f"app_{uuid.uuid4().hex[:6]}" for _ in range(24)]
+    await asyncio.gather(*(api(console_stack, "POST", f"/v1/apps/{app}/webhooks", token(app),
+                                json={"target": receiver.url("/many")}) for app in many))
+    running = {"now": 0, "most": 0}
+
+    def began(request: Request) -> None:
+        if "/v1/apps/" in request.url:
+            running["now"] += 1
+            running["most"] = max(running["most"], running["now"])
+
+    def ended(request: Request) -> None:
+        if "/v1/apps/" in request.url:
+            running["now"] -= 1
+
+    page = await new_page(browser, errors)
+    page.on("request", began)
+    page.on("requestfinished", ended)
+    page.on("requestfailed", ended)
+    await page.goto(f"{base}/console")
+    await page.get_by_label("API token").fill(admin)
+    await page.get_by_role("button", name="Sign in", exact=True).click()
+    await expect(page.locator("table").first).to_contain_text(hostile_app)
+    await expect(page.locator("#dead-total")).to_be_visible(timeout=WAIT)
+    await page.get_by_label("Event id").fill(hostile_event)
+    await page.get_by_role("button", name="Find", exact=True).click()
+    hit = page.locator("#lookup-result")
+    await expect(hit).to_contain_text(hostile_app, timeout=WAIT)
+    assert running["most"] <= 6, f"{running['most']} requests at once"
+    errors.clear()  # the other apps' 404s: the lookup asks each app
+    await hit.get_by_role("button", name="Open").click()
+    await expect(page.locator("dl.facts")).to_contain_text(hostile_event)
+    await page.evaluate("location.hash = '#/operator'")
+    await expect(page.get_by_role("heading", name="Operator")).to_be_visible()
+    left = await page.evaluate("""() => {
+        performance.clearResourceTimings();
+        const now = performance.now();
+        location.hash = '#/health';
+        return now;
+    }""")
+    await expect(page.get_by_role("heading", name="Health")).to_be_visible()
+    await page.wait_for_timeout(1500)
+    urls = await page.evaluate("""(left) => performance.getEntriesByType('resource')
+        .filter((e) => e.startTime > left).map((e) => e.name)""", left)
+    scans = [url for url in urls if any(f"/v1/apps/{app}/" in url for app in many)]
+    assert len(scans) <= 6, f"the operator's scan went on after leaving: {len(scans)} requests"
+    assert await page.evaluate("window.__xss") is None
+    assert await page.locator("img[src=x], svg[onload]").count() == 0
+    assert errors == []

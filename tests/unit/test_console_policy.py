@@ -6,13 +6,17 @@ from __future__ import annotations
 import pytest
 
 from schemas.portal_links import Theme
+from services.common.config import ConfigError, KafkaSettings
 from services.ingest.portal import (
     frame_ancestors_problem,
     logo_origin,
     portal_url,
+    public_url_problem,
     security_headers,
     theme_problems,
 )
+from services.ingest.settings import Settings
+from tests.conftest import JWT_SECRET, SECRET_KEYS
 
 
 @pytest.mark.parametrize(("url", "origin"), [
@@ -70,3 +74,33 @@ def test_headers_allow_only_own_scripts_and_no_referrer() -> None:
 def test_the_token_goes_in_the_fragment_and_the_theme_in_the_query() -> None:
     url = portal_url("https://hooks.example/", "a.b.c", Theme(accent="#112233"))
     assert url == "https://hooks.example/console?accent=%23112233#token=a.b.c"
+
+
+@pytest.mark.parametrize("sources", [
+    "'self'\nset-cookie: x",  # each word a source, but a newline in a header
+    "'self'\r\nx-frame-options: deny",
+    "'self'\thttps://a.example",
+    "'self'\u00a0https://a.example",
+])
+def test_frame_ancestors_are_separated_by_spaces_only(sources: str) -> None:
+    # The setting goes into a header as given: a line break there is no source.
+    assert frame_ancestors_problem(sources) is not None
+
+
+@pytest.mark.parametrize(("url", "ok"), [
+    ("https://hooks.example.com", True), ("https://hooks.example.com/base/", True),
+    ("http://127.0.0.1:8080", True),
+    ("hooks.example.com", False), ("javascript:alert(1)//", False),
+    ("https://hooks.example.com/?x=1", False), ("https://hooks.example.com/#a", False),
+    ("https://u:p@hooks.example.com", False), ("https://", False),
+    ("https://hooks.example.com/a b", False),
+])
+def test_public_url(url: str, ok: bool) -> None:
+    # Portal links are this URL + /console: anything else breaks or misdirects them.
+    assert (public_url_problem(url) is None) is ok
+
+
+def test_settings_refuse_a_bad_public_url() -> None:
+    with pytest.raises(ConfigError, match="HOOKBUS_PUBLIC_URL"):
+        Settings(kafka=KafkaSettings("127.0.0.1:1", "t."), jwt_secret=JWT_SECRET,
+                 secret_keys=SECRET_KEYS, public_url="hooks.example.com")

@@ -6,12 +6,18 @@
 const TOKEN = 'hookbus.token';
 const APP = 'hookbus.app';
 
-/** Move a portal link's token from the fragment to sessionStorage, and strip it. */
+/** Move a portal link's token from the fragment to sessionStorage, and strip
+ * it (true if there was one). Also on a hashchange: a link that differs from the
+ * page only in its fragment (a platform swapping the iframe's link) loads no page. */
 export function takeTokenFromFragment() {
-  if (!location.hash.startsWith('#token=')) return;
+  if (!location.hash.startsWith('#token=')) return false;
   const token = new URLSearchParams(location.hash.slice(1)).get('token');
-  if (token) sessionStorage.setItem(TOKEN, token);
+  if (token) {
+    sessionStorage.setItem(TOKEN, token);
+    sessionStorage.removeItem(APP);
+  }
   history.replaceState(null, '', location.pathname + location.search + '#/webhooks');
+  return true;
 }
 
 export function signIn(token) {
@@ -91,4 +97,24 @@ let eventTypes = null;
 export async function loadEventTypes() {
   eventTypes = eventTypes || await api('GET', '/v1/event-types');
   return eventTypes;
+}
+
+/** Requests the browser queues at once (its connections per host): the
+ * operator's pages ask per app and per webhook, and an app count has no bound. */
+export const AT_ONCE = 6;
+
+/** `fn` of each item, at most `limit` running at a time, none started once
+ * `alive()` is false (the user left the page): the results, in order
+ * (undefined for those not started). */
+export async function mapBounded(items, limit, fn, alive = () => true) {
+  const results = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length && alive()) {
+      const n = next++;
+      results[n] = await fn(items[n], n);
+    }
+  };
+  await Promise.all(Array.from({length: Math.min(limit, items.length)}, worker));
+  return results;
 }

@@ -27,6 +27,8 @@ function context(main, parts, query) {
     admin: c.scope === 'admin',
     /** Run `fn` every `ms` until the user leaves the page. */
     every(fn, ms) { if (mine === generation) timers.push(setInterval(fn, ms)); },
+    /** False once the user has left the page (its work should stop). */
+    alive: () => mine === generation,
     go(hash) { location.hash = hash; },
     refresh: () => render(),
   };
@@ -55,11 +57,16 @@ function applyTheme() {
     if (1.05 / (luminance + 0.05) >= 4.5) root.setProperty('--link', accent);
   }
   const logo = params.get('logo');
-  if (logo) {
+  // The rules ingest applies before its Content-Security-Policy lets the logo's
+  // origin in (services/ingest/portal.py logo_origin); a logo it still refuses
+  // (http, unless HOOKBUS_ALLOW_HTTP) fails to load and is hidden.
+  if (logo && logo.length <= 2048 && !/[\s\x00-\x1f]/.test(logo)
+      && /^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?([/?#]|$)/i.test(logo)) {
     try {
       const url = new URL(logo);
       if (url.protocol === 'https:' || url.protocol === 'http:') {
         const img = document.getElementById('logo');
+        img.addEventListener('error', () => { img.hidden = true; });
         img.src = url.href;
         img.alt = '';
         img.hidden = false;
@@ -158,6 +165,11 @@ async function render(moveFocus = false) {
 takeTokenFromFragment();
 applyTheme();
 window.addEventListener('hashchange', () => {
-  if (location.hash.startsWith('#/') || location.hash === '') render(true);
+  if (takeTokenFromFragment() || location.hash.startsWith('#/') || location.hash === '') render(true);
+});
+// The skip link moves the focus without touching the fragment (the route).
+document.querySelector('.skip').addEventListener('click', (e) => {
+  e.preventDefault();
+  document.getElementById('main').focus();
 });
 render();

@@ -23,7 +23,10 @@ async function section(ctx, webhook) {
   const headingId = `dl-${id}`;
   const replay = h('button', {type: 'button', onclick: async () => {
     replay.disabled = true;
-    const job = await api('POST', appPath(['webhooks', id, 'replay']), {});
+    const job = await api('POST', appPath(['webhooks', id, 'replay']), {}).catch((error) => {
+      replay.disabled = false;
+      throw error;
+    });
     say('Replay started.');
     follow(ctx, id, job, progress, () => { replay.disabled = false; });
   }}, 'Replay dead letters');

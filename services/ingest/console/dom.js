@@ -7,7 +7,14 @@ function fill(el, attrs, children) {
   for (const [key, value] of Object.entries(attrs || {})) {
     if (value === null || value === undefined || value === false) continue;
     if (key.startsWith('on') && typeof value === 'function') {
-      el.addEventListener(key.slice(2), value);
+      // A handler's failure (an API error after a click) is told, not dropped.
+      el.addEventListener(key.slice(2), (event) => {
+        const done = value(event);
+        if (done && typeof done.catch === 'function') {
+          done.catch((error) => say(error.status ? `The API answered ${error.status}: ${error.message}`
+            : `Something failed: ${error.message}`, 'error'));
+        }
+      });
     } else if (key === 'class') {
       el.setAttribute('class', value);
     } else {

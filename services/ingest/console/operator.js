@@ -1,7 +1,7 @@
 // Operator (admin token): the apps (GET /v1/apps), an event id looked up
 // across apps, the failing endpoints and the dead letters in total — all from
 // the public API, one request per app and webhook (no private listing).
-import {api, pathFor, chooseApp} from './api.js';
+import {api, pathFor, chooseApp, mapBounded, AT_ONCE} from './api.js';
 import {h, put, when, percent, table, badge} from './dom.js';
 
 export async function render(ctx) {
@@ -26,13 +26,13 @@ export async function render(ctx) {
       e.preventDefault();
       const id = lookup.value.trim();
       put(found, h('p', {class: 'muted'}, `Looking in ${apps.length} apps…`));
-      const hits = (await Promise.all(apps.map(async (a) => {
+      const hits = (await mapBounded(apps, AT_ONCE, async (a) => {
         try {
           return {app: a.app_id, detail: await api('GET', pathFor(a.app_id, ['events', id]))};
         } catch {
           return null;
         }
-      }))).filter(Boolean);
+      }, ctx.alive)).filter(Boolean);
       put(found, hits.length
         ? h('div', {}, hits.map((hit) => h('p', {}, 'In app ', h('code', {}, hit.app), ': ',
           h('code', {}, hit.detail.event.type), ` · ${hit.detail.deliveries.length} deliveries `,
@@ -43,25 +43,30 @@ export async function render(ctx) {
     found,
     h('h2', {}, 'Failing endpoints'),
     failing);
+  // Every app's webhooks, then each one's stats: a few requests at a time, and
+  // none once the user has left the page.
+  const lists = await mapBounded(apps, AT_ONCE, (a) => api('GET', pathFor(a.app_id, ['webhooks']))
+    .then(({webhooks}) => webhooks.map((w) => [a, w]), () => []), ctx.alive);
+  const pairs = lists.filter(Boolean).flat();
+  const allStats = await mapBounded(pairs, AT_ONCE, ([a, w]) =>
+    api('GET', pathFor(a.app_id, ['webhooks', w.id, 'stats'])).catch(() => null), ctx.alive);
+  if (!ctx.alive()) return;
   const rows = [];
   let dead = 0;
-  for (const a of apps) {
-    const {webhooks} = await api('GET', pathFor(a.app_id, ['webhooks']));
-    for (const w of webhooks) {
-      const stats = await api('GET', pathFor(a.app_id, ['webhooks', w.id, 'stats'])).catch(() => null);
-      dead += stats ? stats.dead_letters : 0;
-      if (!w.enabled || (stats && (stats.failure_streak > 0 || stats.dead_letters > 0))) {
-        rows.push(h('tr', {},
-          h('td', {}, h('code', {}, a.app_id)),
-          h('td', {}, w.target),
-          h('td', {}, w.enabled ? badge('enabled', 'ok') : badge(`disabled${w.disabled_reason ? `: ${w.disabled_reason}` : ''}`, 'bad')),
-          h('td', {}, stats ? percent(stats.day.success_rate) : '—'),
-          h('td', {}, stats ? String(stats.failure_streak) : '—'),
-          h('td', {}, stats ? String(stats.dead_letters) : '—'),
-          h('td', {}, stats && stats.last_failure_at ? `${when(stats.last_failure_at)}: ${stats.last_failure || ''}` : '—')));
-      }
+  pairs.forEach(([a, w], n) => {
+    const stats = allStats[n];
+    dead += stats ? stats.dead_letters : 0;
+    if (!w.enabled || (stats && (stats.failure_streak > 0 || stats.dead_letters > 0))) {
+      rows.push(h('tr', {},
+        h('td', {}, h('code', {}, a.app_id)),
+        h('td', {}, w.target),
+        h('td', {}, w.enabled ? badge('enabled', 'ok') : badge(`disabled${w.disabled_reason ? `: ${w.disabled_reason}` : ''}`, 'bad')),
+        h('td', {}, stats ? percent(stats.day.success_rate) : '—'),
+        h('td', {}, stats ? String(stats.failure_streak) : '—'),
+        h('td', {}, stats ? String(stats.dead_letters) : '—'),
+        h('td', {}, stats && stats.last_failure_at ? `${when(stats.last_failure_at)}: ${stats.last_failure || ''}` : '—')));
     }
-  }
+  });
   put(failing, 
     h('p', {}, 'Dead letters in total: ', h('strong', {id: 'dead-total'}, String(dead))),
     table('Endpoints failing, disabled, or with dead letters',
