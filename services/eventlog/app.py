@@ -53,7 +53,7 @@ from services.eventlog.envelopes import Envelopes, Unavailable
 from services.eventlog.settings import Settings
 from services.eventlog.store import Overlay, Store
 from services.eventlog.table import NotOpen, PartitionStore, quiesce
-from services.ingest.auth import authorize
+from services.ingest.auth import authorize, refuse_read_only_write
 from services.ingest.errors import ApiError
 from services.ingest.http import decode_body, error_response, json_response
 from services.router.in_order_acks import InOrderAcks
@@ -488,9 +488,10 @@ def _authorized(request: web.Request) -> tuple[EventLog, str]:
     service = request.app[APP_KEY]
     settings = service.settings
     app_id = request.match_info["app_id"]
-    authorize(request.headers.get("Authorization"), settings.jwt_secret, app_id,
-              max_lifetime=settings.jwt_max_lifetime, issuer=settings.jwt_issuer,
-              audience=settings.jwt_audience)
+    claims = authorize(request.headers.get("Authorization"), settings.jwt_secret, app_id,
+                       max_lifetime=settings.jwt_max_lifetime, issuer=settings.jwt_issuer,
+                       audience=settings.jwt_audience)
+    refuse_read_only_write(claims, request.method)
     return service, app_id
 
 

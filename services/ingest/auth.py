@@ -66,6 +66,14 @@ def authorize(authorization: str | None, secret: str, app_id: str | None, *,
     return claims
 
 
+def refuse_read_only_write(claims: dict, method: str) -> None:
+    """A read-only token (a portal link's) may only read: 403 for anything but
+    GET and HEAD. Any read_only claim but false counts (a malformed one errs on
+    the safe side). Ingest and the event log both apply it."""
+    if claims.get("read_only", False) is not False and method not in ("GET", "HEAD"):
+        raise ApiError(403, "this token is read-only: it cannot change anything")
+
+
 def issue_token(secret: str, *, scope: str, app_id: str | None = None,
                 lifetime: int = DEFAULT_LIFETIME, issuer: str | None = None,
                 audience: str | None = None, read_only: bool = False) -> str:

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from schemas.webhooks import Webhook
 from services.common.ids import new_id
-from services.ingest.auth import authorize
+from services.ingest.auth import authorize, refuse_read_only_write
 from schemas.api import ErrorDetail
 from services.ingest.errors import ApiError, decode_error
 from services.ingest.eventlog_client import RELAY_HEADER
@@ -129,9 +129,7 @@ def authorized_claims(request: web.Request, app_id: str | None) -> dict:
     claims = authorize(request.headers.get("Authorization"), settings.jwt_secret, app_id,
                        max_lifetime=settings.jwt_max_lifetime, issuer=settings.jwt_issuer,
                        audience=settings.jwt_audience)
-    # Any read_only claim but false counts (a malformed one errs on the safe side).
-    if claims.get("read_only", False) is not False and request.method not in ("GET", "HEAD"):
-        raise ApiError(403, "this token is read-only: it cannot change anything")
+    refuse_read_only_write(claims, request.method)
     return claims
 
 

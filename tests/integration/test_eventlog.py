@@ -13,7 +13,8 @@ import pytest
 from aiohttp import web
 
 from devtools.processes import Stack
-from tests.conftest import Receiver, auth, make_stack
+from services.ingest.auth import issue_token
+from tests.conftest import JWT_SECRET, Receiver, auth, make_stack
 from tests.integration.conftest import assert_error
 
 APP = "app_log"
@@ -180,6 +181,20 @@ async def test_routes_refuse_other_apps_and_bad_input(stack: Stack, receiver: Re
         assert_error(status, body, 403)
         async with http.request(method, stack.ingest_url + path) as response:
             assert response.status == 401, path
+    # A read-only token (a portal link's) reads, and cannot write, whether it
+    # goes through ingest or straight to an event log instance.
+    read_only = {"Authorization": "Bearer " + issue_token(
+        JWT_SECRET, scope="app", app_id=APP, lifetime=600, read_only=True)}
+    for url in [stack.ingest_url, *stack.eventlog_urls]:
+        for method, path in routes:
+            async with http.request(method, url + path, headers=read_only,
+                                    json={} if method == "POST" else None) as response:
+                body = await response.json(content_type=None)
+                if method == "POST":
+                    assert_error(response.status, body, 403)
+                    assert "read-only" in body["error"]["message"], (url, path)
+                else:
+                    assert response.status != 403, (url, path, body)
 
     for query, field in [("limit=0", "limit"), ("limit=x", "limit"), ("limit=100000", "limit"),
                          ("status=bogus", "status"), ("since=yesterday", "since"),
