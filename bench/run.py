@@ -18,8 +18,9 @@ dated copy, and latest.png.
 - latency: single publishes at 100/s and at half the repeat's burst rate (open
   loop), publish to receipt (`p50_ms_at_100`, `p99_ms_at_100`,
   `p99_ms_at_half`). Baseline: the same pace POSTed straight to the receiver;
-- at rest (`idle_cpu_ms_per_s`): the whole stack's CPU over 10 s, a few seconds
-  after the warm-up and the scenarios above, per process in `idle_cpu_by_process`;
+- at rest (`idle_cpu_ms_per_s`): the whole stack's CPU over 10 s, 10 s after
+  the warm-up, per process in `idle_cpu_by_process`; and the same 5 s after the
+  scenarios above (`idle_after_load_…`: the event log may still be filing);
 - noisy neighbour (`neighbour_p99_ratio`): one app's p99 at 20/s while another
   app floods eight slow endpoints (answering after 5 s), over the same p99
   without the flood (same stack, measured just before);
@@ -335,7 +336,7 @@ async def main_scenario(bench: Bench, receiver: CountingReceivers, repeat: int, 
             # Warm-up: the same way in, to the same endpoint.
             await bench.publish_concurrently(http, stack, app, warm)
             await wait_for(lambda: receiver.counts[path] >= warm, 120)
-            await asyncio.sleep(1.0)
+            out.update(await at_rest(pids, settle=10.0))
             tiers_before = await bench.tier_records()
             meter = Meter(pids).start()
             ids, started = await bench.publish_concurrently(http, stack, app, count, warm)
@@ -368,13 +369,15 @@ async def main_scenario(bench: Bench, receiver: CountingReceivers, repeat: int, 
                 print(f"  at {rate:.0f}/s: p50 {out[f'p50_ms_at_{name}']:.1f} ms, p99 "
                       f"{out[f'p99_ms_at_{name}']:.1f} ms (straight to the receiver: p99 "
                       f"{out[f'raw_p99_ms_at_{name}']:.1f} ms); {_brief(cpu)}", flush=True)
-        out.update(await at_rest(pids))
+        after = await at_rest(pids)
+        out.update({k.replace("idle_", "idle_after_load_"): v for k, v in after.items()})
     finally:
         await bench.stop(stack)
     return out
 
 
 async def at_rest(pids: dict[str, int], settle: float = 5.0, seconds: float = 10.0) -> dict:
+    """The stack's CPU over `seconds` with nothing to do, `settle` seconds from now."""
     await asyncio.sleep(settle)
     meter = Meter(pids).start()
     await asyncio.sleep(seconds)
@@ -504,7 +507,7 @@ def summarize(repeats: dict[str, list[dict]]) -> dict:
             if isinstance(value, (int, float)):
                 spreads[key] = spread([run[key] for run in runs])
                 figures[key] = spreads[key]["median"]
-            elif key.endswith("_by_process") or key == "idle_cpu_by_process":
+            elif key.endswith("_by_process"):
                 names = value.keys()
                 figures[key] = {n: round(statistics.median(run[key][n] for run in runs), 2)
                                 for n in names}
@@ -604,7 +607,8 @@ ROWS = [
     ("p50 ms at 100/s", "p50_ms_at_100", "raw_p99_ms_at_100", "p99 straight"),
     ("p99 ms at 100/s", "p99_ms_at_100", "raw_p99_ms_at_100", "p99 straight"),
     ("p99 ms at half the burst rate", "p99_ms_at_half", "raw_p99_ms_at_half", "p99 straight"),
-    ("CPU-ms/s at rest (whole stack)", "idle_cpu_ms_per_s", None, ""),
+    ("CPU-ms/s at rest (whole stack)", "idle_cpu_ms_per_s", "idle_after_load_cpu_ms_per_s",
+     "5 s after the load"),
     ("another app's p99 beside a flood, ratio", "neighbour_p99_ratio", "neighbour_alone_p99_ms",
      "alone, p99 ms"),
     ("router events/s at 100k subs", "subs_100k_per_s", "subs_10_per_s", "at 10 subs"),
@@ -653,7 +657,8 @@ def chart(result: dict, path: Path) -> None:
         ("CPU-ms per delivery", [("Hookbus", "cpu_ms_per_delivery")]),
         ("Latency (ms)", [("p50 @100", "p50_ms_at_100"), ("p99 @100", "p99_ms_at_100"),
                           ("p99 @half", "p99_ms_at_half")]),
-        ("At rest (CPU-ms/s)", [("stack", "idle_cpu_ms_per_s")]),
+        ("At rest (CPU-ms/s)", [("after warm-up", "idle_cpu_ms_per_s"),
+                                ("after load", "idle_after_load_cpu_ms_per_s")]),
         ("Another app's p99 (ms)", [("alone", "neighbour_alone_p99_ms"),
                                     ("beside flood", "neighbour_p99_ms")]),
         ("Router (events/s)", [("10 subs", "subs_10_per_s"), ("100k subs", "subs_100k_per_s")]),
