@@ -124,12 +124,16 @@ async def run_once(broker: Broker, subscriptions: int, events: int, workdir: Pat
     try:
         stamps = await delivery_timestamps(broker.bootstrap, topics.deliveries, events, 600)
         memory = rss_mb(router.pid)
+        fields = Path(f"/proc/{router.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     finally:
         router.terminate()
         router.wait(60)
     seconds = (max(stamps) - min(stamps)) / 1000
     return {"subscriptions": subscriptions, "events": events, "seconds": round(seconds, 3),
-            "events_per_s": round(events / seconds, 1), "router_rss_mb": round(memory, 1)}
+            "events_per_s": round(events / seconds, 1), "router_rss_mb": round(memory, 1),
+            # start-up and the loading of the webhooks included
+            "router_cpu_s": round(cpu, 2)}
 
 
 async def main() -> None:
