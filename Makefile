@@ -69,7 +69,7 @@ chaos: $(STAMP) kafka
 bench: $(STAMP) kafka
 	$(PY) -m bench.run $(if $(QUICK),--quick)
 
-## Router and deliverer under pyinstrument during the throughput scenario.
+## Ingest, router and deliverer under pyinstrument during the bench's burst; CPU per process in cpu.json.
 profile: $(STAMP) kafka
 	$(PY) -m bench.profile
 
