@@ -160,17 +160,24 @@ class PartitionStore:
 
 # Where Faust keeps a partition database's changelog offset (stores/rocksdb.py).
 OFFSET_KEY = b"__faust\0offset__"
-# The commit locks of each table's partitions (gone with the table).
-_locks: weakref.WeakKeyDictionary[Any, dict[int, asyncio.Lock]] = weakref.WeakKeyDictionary()
+# The commit locks of each table's partitions, by the table's id (dropped when
+# the table is collected, so an id reused later starts afresh). Not a
+# WeakKeyDictionary: its lookups compare keys with ==, and a Faust table is a
+# Mapping whose equality decodes every item (a commit cost the table's size).
+_locks: dict[int, dict[int, asyncio.Lock]] = {}
 
 
 def _lock(table: Any, partition: int) -> asyncio.Lock:
-    return _locks.setdefault(table, {}).setdefault(partition, asyncio.Lock())
+    locks = _locks.get(id(table))
+    if locks is None:
+        locks = _locks[id(table)] = {}
+        weakref.finalize(table, _locks.pop, id(table), None)
+    return locks.setdefault(partition, asyncio.Lock())
 
 
 async def quiesce(table: Any) -> None:
     """Wait until no commit of the table's partitions is in flight (those
     waiting for a lock then find, under it, that they may not write)."""
-    for lock in list(_locks.get(table, {}).values()):
+    for lock in list(_locks.get(id(table), {}).values()):
         async with lock:
             pass
