@@ -219,7 +219,8 @@ async def test_the_services_work_under_their_own_acls(
     assert [d for d in denials(locked) if d[0] in services] == []
     passwords = set(locked.lock.users.values())
     for stack in stacks.values():
-        assert all(code == 0 for code in stack.stop().values())
+        codes = stack.stop()
+        assert all(code == 0 for code in codes.values()), codes
         for service in stack.services.values():
             assert not [p for p in passwords if p in service.log()]  # never logged
 
