@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
@@ -81,3 +82,15 @@ async def current_record(bootstrap: str, topic: str, webhook_id: str) -> tuple[d
              if r.key == webhook_id.encode() and r.value is not None]
     assert found, f"no record of {webhook_id}"
     return msgspec.json.decode(found[-1].value), found[-1].partition
+
+
+@asynccontextmanager
+async def serving(app: web.Application, port: int) -> AsyncIterator[None]:
+    """A real aiohttp server of `app` on 127.0.0.1:`port` for the block."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()

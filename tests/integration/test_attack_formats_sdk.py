@@ -17,7 +17,7 @@ from hookbus.aio import AsyncClient
 from hookbus.client import Client
 from hookbus.retry_policy import Backoff
 from tests.conftest import auth, consumer_records
-from tests.integration.conftest import APP, Api, current_record
+from tests.integration.conftest import APP, Api, current_record, serving
 
 HOOKS = f"/v1/apps/{APP}/webhooks"
 FAST = Backoff(attempts=4, base=0.05, cap=0.2)
@@ -66,11 +66,8 @@ async def deletes() -> AsyncIterator[DeleteAnswers]:
     answers = DeleteAnswers()
     app = web.Application()
     app.router.add_delete("/{tail:.*}", answers.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", answers.port).start()
-    yield answers
-    await runner.cleanup()
+    async with serving(app, answers.port):
+        yield answers
 
 
 async def test_a_retried_delete_that_finds_the_webhook_gone_succeeded(

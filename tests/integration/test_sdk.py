@@ -24,6 +24,7 @@ from hookbus.retry_policy import Backoff
 from hookbus.signatures import Verifier
 from services.common.topics import Topics
 from tests.conftest import consumer_records, token
+from tests.integration.conftest import serving
 
 APP = "app_sdk"
 FAST = Backoff(attempts=4, base=0.05, cap=0.2)
@@ -63,11 +64,8 @@ async def flaky() -> AsyncIterator[FlakyApi]:
     api = FlakyApi()
     app = web.Application()
     app.router.add_post("/{tail:.*}", api.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", api.port).start()
-    yield api
-    await runner.cleanup()
+    async with serving(app, api.port):
+        yield api
 
 
 async def test_publishes_are_retried_on_503_and_429_with_the_same_key(flaky: FlakyApi) -> None:
@@ -135,11 +133,8 @@ async def endpoint() -> AsyncIterator[VerifyingEndpoint]:
     receiving = VerifyingEndpoint()
     app = web.Application()
     app.router.add_post("/{name}", receiving.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", receiving.port).start()
-    yield receiving
-    await runner.cleanup()
+    async with serving(app, receiving.port):
+        yield receiving
 
 
 async def test_sdk_against_the_stack(stack: Stack, kafka: Broker, topics: Topics,
