@@ -35,9 +35,7 @@ class TopicFollower:
             group_id=None,  # no group: aiokafka assigns every partition to us
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            # A fetch answers as soon as a record arrives: the wait only bounds
-            # how often an idle follower asks (every 100 ms cost ~35 CPU-ms/s at rest).
-            fetch_max_wait_ms=500,
+            fetch_max_wait_ms=100,
             metadata_max_age_ms=5000,
         )
         await consumer.start()
