@@ -12,7 +12,10 @@ dated copy, and latest.png.
   published by 50 concurrent single-event POSTs to one healthy endpoint, from
   the first publish to the last distinct delivery; `burst_deferred` the tasks
   written to a retry tier meanwhile (goal 0); `cpu_ms_per_delivery` every
-  Hookbus process's CPU (broker included) over the burst, per delivery.
+  Hookbus process's CPU (broker included) over the burst, per delivery;
+  `burst_cpu_share` the stack's share of all cores meanwhile (1.0: every core
+  busy with Hookbus), `burst_machine_busy_share` the whole machine's (the
+  load generator and receiver, this process, and anything else running).
   Baseline: a plain aiohttp client POSTing the same bodies to the same receiver
   with the same concurrency (`raw_http_per_s`);
 - latency: single publishes at 100/s and at half the repeat's burst rate (open
@@ -349,10 +352,17 @@ async def main_scenario(bench: Bench, receiver: CountingReceivers, repeat: int, 
             out["burst_deferred"] = await bench.tier_records() - tiers_before
             out["cpu_ms_per_delivery"] = cpu["stack_cpu_s"] * 1000 / count
             out["burst_cpu_s_by_process"] = cpu["by_process"]
+            # How busy the cores were (goal: busy, not waiting): the stack's
+            # share of all cores over the burst, and the whole machine's.
+            cores = os.cpu_count() or 1
+            out["burst_cpu_share"] = cpu["stack_cpu_s"] / (cpu["seconds"] * cores)
+            out["burst_machine_busy_share"] = (cpu["stack_cpu_s"] + cpu["bench_cpu_s"] +
+                                               cpu["other_cpu_s"]) / (cpu["seconds"] * cores)
             out["burst_load"] = _load(cpu)
             print(f"  burst {out['burst_per_s']:.0f}/s (raw {out['raw_http_per_s']:.0f}/s), "
                   f"{out['burst_deferred']} deferred, {out['cpu_ms_per_delivery']:.2f} CPU-ms "
-                  f"per delivery; {_brief(cpu)}", flush=True)
+                  f"per delivery, cores {out['burst_cpu_share']:.0%} busy with Hookbus "
+                  f"({out['burst_machine_busy_share']:.0%} in all); {_brief(cpu)}", flush=True)
             if burst_only:
                 return out
             for name, rate in (("100", 100.0), ("half", out["burst_per_s"] / 2)):
@@ -624,6 +634,8 @@ async def run(quick: bool, only: tuple[str, ...] = SCENARIOS, repeats: int = 3) 
 ROWS = [
     ("burst to one endpoint, deliveries/s", "burst_per_s", "raw_http_per_s", "plain aiohttp"),
     ("burst tasks deferred to a retry tier", "burst_deferred", None, ""),
+    ("share of the cores busy with Hookbus in the burst", "burst_cpu_share",
+     "burst_machine_busy_share", "whole machine"),
     ("CPU-ms per delivery (all processes)", "cpu_ms_per_delivery", None, ""),
     ("p50 ms at 100/s", "p50_ms_at_100", "raw_p99_ms_at_100", "p99 straight"),
     ("p99 ms at 100/s", "p99_ms_at_100", "raw_p99_ms_at_100", "p99 straight"),

@@ -8,6 +8,7 @@ import sys
 
 import faust
 import prometheus_client
+import uvloop
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
@@ -47,6 +48,8 @@ async def _partitions(settings: Settings, timeout: float = 120.0) -> int:
 
 def main() -> int:
     settings = settings_or_exit("eventlog", Settings.from_env)
+    # uvloop, as in every service: Faust (mode) runs on the policy's loop.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     prometheus_client.disable_created_metrics()
     partitions = asyncio.run(_partitions(settings))
     service = EventLog(settings, partitions)

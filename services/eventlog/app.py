@@ -46,7 +46,7 @@ from schemas.deliveries import DeliveryTask
 from schemas.eventlog import Filed, update_decoder, update_encoder
 from schemas.eventlog_api import ReplayJob, ResendRequest, Resent
 from services.common.ids import new_id
-from services.common.kafka_clients import client_options, faust_options
+from services.common.kafka_clients import BACKGROUND_LINGER_MS, client_options, faust_options
 from services.common.topics import Topics
 from services.eventlog import fold, keys, queries, replay
 from services.eventlog.envelopes import Envelopes, Unavailable
@@ -117,7 +117,7 @@ class EventLog:
             broker_commit_interval=1.0,
             broker_session_timeout=10.0,
             broker_heartbeat_interval=3.0,
-            producer_linger=0.005,
+            producer_linger=BACKGROUND_LINGER_MS / 1000,
         )
         self.table = self.app.Table(
             TABLE, key_type=bytes, value_type=bytes, partitions=partitions,
@@ -757,7 +757,8 @@ class EventLogSupport(Service):
     async def on_start(self) -> None:
         service = self.service
         service.producer = AIOKafkaProducer(**client_options(service.settings.kafka),
-                                            acks="all", enable_idempotence=True, linger_ms=2)
+                                            acks="all", enable_idempotence=True,
+                                            linger_ms=BACKGROUND_LINGER_MS)
         await service.producer.start()
         service.producer_ready.set()
         await service.envelopes.start()

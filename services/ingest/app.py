@@ -15,7 +15,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.common.kafka_clients import client_options
+from services.common.kafka_clients import LATENCY_LINGER_MS, client_options
 from services.ingest.http import MAX_BODY, errors_and_metrics
 from services.ingest.routes import (
     apps,
@@ -50,7 +50,8 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
     ingest = app[INGEST]
     kafka = ingest.settings.kafka
     producer = AIOKafkaProducer(
-        **client_options(kafka), acks="all", enable_idempotence=True, linger_ms=2
+        **client_options(kafka), acks="all", enable_idempotence=True,
+        linger_ms=LATENCY_LINGER_MS,
     )
     admin = AIOKafkaAdminClient(**client_options(kafka))
     await producer.start()

@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from schemas.idempotency import IdempotencyRecord
 from services.common.config import KafkaAccess
-from services.common.kafka_clients import client_options
+from services.common.kafka_clients import LATENCY_LINGER_MS, client_options
 from services.common.topic_follower import TopicFollower
 from schemas.webhooks import Webhook
 from services.common.topics import Topics, missing_topics
@@ -224,7 +224,7 @@ class TransactionalWriter:
             self._producer = AIOKafkaProducer(
                 **client_options(self._kafka), transactional_id=self.transactional_id,
                 transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, acks="all",
-                enable_idempotence=True, linger_ms=2,
+                enable_idempotence=True, linger_ms=LATENCY_LINGER_MS,
             )
             await self._producer.start()
         return self._producer

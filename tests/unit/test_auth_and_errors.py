@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from schemas.api import WebhookCreate
+from services.ingest import auth
 from services.ingest.auth import authorize, issue_token
 from services.ingest.errors import ApiError, decode_error
 
@@ -133,3 +134,61 @@ def test_without_an_audience_set_a_token_meant_for_another_audience_is_refused()
     with pytest.raises(ApiError, match="HOOKBUS_JWT_AUDIENCE is not set"):
         authorize(bearer({"scope": "admin", "aud": "billing"}), SECRET, None)
     assert authorize(bearer({"scope": "admin", "iss": "anyone"}), SECRET, None)  # iss not checked
+
+
+# -- verified tokens are kept (issue 13: the HMAC once per token, not per request) --
+def test_a_kept_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    header = bearer({"scope": "app", "app_id": "app_1", "exp": now() + 30})
+    assert authorize(header, SECRET, "app_1")["app_id"] == "app_1"  # verified and kept
+
+    class Later:
+        @staticmethod
+        def time() -> float:
+            return now() + 31.0
+
+    monkeypatch.setattr(auth, "time", Later)
+    with pytest.raises(ApiError) as caught:
+        authorize(header, SECRET, "app_1")
+    assert (caught.value.code, caught.value.message) == (401, "token expired")
+
+
+def test_a_kept_token_passes_no_other_secret_issuer_or_audience() -> None:
+    header = bearer({"scope": "app", "app_id": "app_1"})
+    assert authorize(header, SECRET, "app_1")["app_id"] == "app_1"
+    for kwargs in ({"secret": "another-secret-of-32-bytes-long!!"}, {"issuer": "hookbus"},
+                   {"audience": "hookbus"}):
+        secret = kwargs.pop("secret", SECRET)
+        with pytest.raises(ApiError) as caught:
+            authorize(header, secret, "app_1", **kwargs)
+        assert caught.value.code == 401
+
+
+def test_a_kept_tokens_claims_are_checked_at_every_request() -> None:
+    header = bearer({"scope": "app", "app_id": "app_1"})
+    authorize(header, SECRET, "app_1")
+    with pytest.raises(ApiError) as caught:  # another app's route
+        authorize(header, SECRET, "app_2")
+    assert caught.value.code == 403
+    with pytest.raises(ApiError) as caught:  # the lifetime allowed shrank
+        authorize(header, SECRET, "app_1", max_lifetime=10)
+    assert caught.value.code == 401
+    claims = authorize(header, SECRET, "app_1")
+    claims["scope"] = "admin"  # a caller's change to its copy is not kept
+    assert authorize(header, SECRET, "app_1")["scope"] == "app"
+
+
+def test_refused_tokens_are_not_kept_and_the_kept_ones_are_bounded() -> None:
+    kept = auth._Verified(3)
+    for n in range(5):
+        kept.put((f"token{n}", SECRET, None, None), {"exp": now() + 60, "n": n})
+    assert len(kept) == 3
+    assert kept.get(("token0", SECRET, None, None)) is None  # the least recently used went
+    assert kept.get(("token4", SECRET, None, None)) == {"exp": now() + 60, "n": 4}
+    kept.put(("x" * (auth.VERIFIED_TOKEN_MAX_CHARS + 1), SECRET, None, None), {"exp": now() + 60})
+    assert len(kept) == 3
+    before = len(auth._verified)
+    for _ in range(3):
+        with pytest.raises(ApiError):
+            authorize(bearer({"scope": "app", "app_id": "app_1"},
+                             secret="another-secret-of-32-bytes-long!!"), SECRET, "app_1")
+    assert len(auth._verified) == before
