@@ -2,10 +2,16 @@
 
 Lookups cost O(matches), not O(subscriptions): each app keeps a map from
 canonical type to webhook ids, and the `*` subscribers apart so that they are
-not copied into every type's set."""
+not copied into every type's set.
+
+Memory follows the subscriptions (issue 13: at most 150 MB of router at
+100,000): equal sets of covered types are one object, shared by every webhook
+with the same triggers; an app's id is one string; and a type with a single
+subscriber holds its id, not a set of one (a small set costs 216 bytes)."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 from schemas.event_types import WILDCARD
@@ -14,7 +20,8 @@ from services.common.triggers import SUBSCRIBABLE_TYPES, covered_types
 
 @dataclass(slots=True)
 class _AppIndex:
-    by_type: dict[str, set[str]] = field(default_factory=dict)
+    # type -> the id of its one subscriber, or the set of them when more
+    by_type: dict[str, str | set[str]] = field(default_factory=dict)
     everything: set[str] = field(default_factory=set)
 
 
@@ -23,6 +30,11 @@ class SubscriptionIndex:
         self._apps: dict[str, _AppIndex] = {}
         # webhook id -> (app id, covered types, wildcard), to undo an entry.
         self._entries: dict[str, tuple[str, frozenset[str], bool]] = {}
+        # Each distinct set of covered types, once (few differ: most webhooks
+        # subscribe to a handful of common choices). Bounded by the entries:
+        # a set no entry holds any more is dropped with its last holder.
+        self._type_sets: dict[frozenset[str], frozenset[str]] = {}
+        self._type_set_holders: dict[frozenset[str], int] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -31,12 +43,19 @@ class SubscriptionIndex:
         """Index (or re-index) an enabled webhook."""
         self.remove(webhook_id)
         wildcard = WILDCARD in triggers
-        types = frozenset() if wildcard else covered_types(triggers)
+        types = self._shared(frozenset() if wildcard else covered_types(triggers))
+        app_id = sys.intern(app_id)
         app = self._apps.setdefault(app_id, _AppIndex())
         if wildcard:
             app.everything.add(webhook_id)
         for event_type in types:
-            app.by_type.setdefault(event_type, set()).add(webhook_id)
+            held = app.by_type.get(event_type)
+            if held is None or held == webhook_id:
+                app.by_type[event_type] = webhook_id
+            elif isinstance(held, str):
+                app.by_type[event_type] = {held, webhook_id}
+            else:
+                held.add(webhook_id)
         self._entries[webhook_id] = (app_id, types, wildcard)
 
     def remove(self, webhook_id: str) -> None:
@@ -44,13 +63,17 @@ class SubscriptionIndex:
         if entry is None:
             return
         app_id, types, wildcard = entry
+        self._release(types)
         app = self._apps[app_id]
         app.everything.discard(webhook_id)
         for event_type in types:
-            ids = app.by_type[event_type]
-            ids.discard(webhook_id)
-            if not ids:
+            held = app.by_type[event_type]
+            if isinstance(held, str):
                 del app.by_type[event_type]
+                continue
+            held.discard(webhook_id)
+            if len(held) == 1:
+                app.by_type[event_type] = next(iter(held))
         if not app.everything and not app.by_type:
             del self._apps[app_id]
 
@@ -59,7 +82,21 @@ class SubscriptionIndex:
         app = self._apps.get(app_id)
         if app is None:
             return set()
-        matched = set(app.by_type.get(event_type, ()))
+        held = app.by_type.get(event_type, ())
+        matched = {held} if isinstance(held, str) else set(held)
         if event_type in SUBSCRIBABLE_TYPES:
             matched |= app.everything
         return matched
+
+    def _shared(self, types: frozenset[str]) -> frozenset[str]:
+        shared = self._type_sets.setdefault(types, types)
+        self._type_set_holders[shared] = self._type_set_holders.get(shared, 0) + 1
+        return shared
+
+    def _release(self, types: frozenset[str]) -> None:
+        left = self._type_set_holders[types] - 1
+        if left:
+            self._type_set_holders[types] = left
+        else:
+            del self._type_set_holders[types]
+            del self._type_sets[types]

@@ -65,6 +65,24 @@ def test_removing_everything_leaves_no_app_behind() -> None:
     index.remove("wh_never")
     assert len(index) == 0
     assert index._apps == {}
+    assert index._type_sets == {} and index._type_set_holders == {}
+
+
+def test_webhooks_with_the_same_triggers_share_one_set_of_types() -> None:
+    """Memory (issue 13): 100,000 webhooks hold a few distinct sets of types,
+    not one each; a set is dropped with its last holder."""
+    index = SubscriptionIndex()
+    for n in range(50):
+        index.put(f"wh_{n}", f"app_{n % 5}", ["message", "conversation.read"])
+    index.put("wh_other", "app_0", ["message.received"])
+    held = {id(types) for _, types, _ in index._entries.values()}
+    assert len(held) == 2
+    assert index._type_set_holders[index._entries["wh_0"][1]] == 50
+    index.remove("wh_other")
+    assert len(index._type_sets) == 1
+    index.put("wh_0", "app_0", ["message.received"])  # re-indexed with other triggers
+    assert index._type_set_holders[index._entries["wh_1"][1]] == 49
+    assert index.match("app_0", "message.received") == {f"wh_{n}" for n in range(0, 50, 5)}
 
 
 def test_reserved_types_reach_no_trigger() -> None:
