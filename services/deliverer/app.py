@@ -76,13 +76,13 @@ log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
 COMMIT_INTERVAL = 0.5
 MAX_FETCH = 500            # records per fetch, at most
-# How long the broker may hold a fetch that finds nothing new. Not a delay when
-# records arrive: a fetch answers at once. But aiokafka has one fetch in flight
-# per broker, and a partition whose records were not all taken within 0.1 s
-# (the loop busy, or at its cap) is left out of the next one: its new records
-# wait until that fetch of the others returns. With aiokafka's 500 ms default,
-# that was up to half a second added to a delivery (issue 13).
-FETCH_MAX_WAIT_MS = 100
+# How long the broker may hold a fetch that finds nothing new: aiokafka's
+# default. A fetch answers at once when records arrive; aiokafka leaves a
+# partition whose records were not all taken within 0.1 s out of the next
+# fetch (so its new records wait for that one), but this loop takes what was
+# fetched at every turn, unless it is at its cap. 100 ms cost 10 CPU-ms/s at
+# rest for that rare case (issue 13); the router, which hit it, uses 100.
+FETCH_MAX_WAIT_MS = 500
 UNKNOWN_HOLD = 2.0         # seconds a task of an unknown webhook waits in memory for the view
 MAX_HOLDING = 1_000        # tasks held so at once; more go to a retry tier at once
 REVOKE_MARGIN = 5.0        # seconds beyond the attempt timeout that a revocation waits
