@@ -11,8 +11,12 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from services.common.config import KafkaAccess
 from services.common.kafka_clients import client_options
+from services.common.shutdown import within
 
 log = logging.getLogger(__name__)
+# Closing the consumer, at most: a follower only reads, so nothing is lost when
+# its close is abandoned (over TLS the close could wait 30 s for the broker).
+STOP_TIMEOUT = 2.0
 
 
 class TopicFollower:
@@ -56,7 +60,8 @@ class TopicFollower:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         if self._consumer is not None:
-            await self._consumer.stop()
+            await within(STOP_TIMEOUT, f"closing the {self.topic} follower's Kafka consumer",
+                         self._consumer.stop, log)
 
     async def _follow(self, consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> None:
         pending = {tp: end for tp, end in ends.items() if end > 0}

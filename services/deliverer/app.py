@@ -46,6 +46,7 @@ from schemas.deliveries import DeliveryTask, delivery_task_decoder
 from schemas.webhooks import Webhook
 from services.common.kafka_clients import BACKGROUND_LINGER_MS, client_options
 from services.common.ops_server import create_ops_app, start_ops_server
+from services.common.shutdown import Shutdown
 from services.common.topics import Topics
 from services.common.webhooks_view import SecretsUnopened, WebhooksView, WriteNotConfirmed
 from services.deliverer.attempt import Attempter, guarded_session
@@ -88,6 +89,15 @@ MAX_HOLDING = 1_000        # tasks held so at once; more go to a retry tier at o
 REVOKE_MARGIN = 5.0        # seconds beyond the attempt timeout that a revocation waits
 REBALANCE_MARGIN = 15.0    # seconds beyond the attempt timeout that a rebalance may take
 DUE_SLACK = 60.0           # seconds a tier record may seem due late by (clocks)
+# After the drain (the attempts' own deadline), the steps of a stop share this
+# many seconds, each at most its own limit: within Kubernetes' 30 s grace with
+# the default 15 s attempt timeout. A step past its deadline is abandoned.
+CLOSE_BUDGET = 6.0
+FINAL_COMMIT_LIMIT = 3.0   # the last commit of finished work (else: done again after restart)
+LEAVE_GROUP_LIMIT = 3.0    # the consumer's close: LeaveGroup (else: the session timeout)
+FLUSH_LIMIT = 2.0          # the producer's close: writes of unfinished work only
+CLOSE_LIMIT = 1.0          # an HTTP session or server
+VIEW_LIMIT = 2.5           # the webhooks view (its follower's own limit is 2 s)
 
 
 def target_of(url: str) -> str:
@@ -190,6 +200,7 @@ class Deliverer:
             settings.metrics_host, settings.metrics_port,
         )
         view_task = await self.view.start()
+        shutdown: Shutdown | None = None
         try:
             await self._producer.start()
             await self.view.ready.wait()
@@ -200,15 +211,19 @@ class Deliverer:
             log.info("deliverer consuming %s and %d retry tiers",
                      self.topics.deliveries, len(self.tier_topics))
             await self._consume(consumer, view_task)
-            await self._drain(consumer)
+            shutdown = await self._drain(consumer)
         finally:
+            # Every step bounded (see services/common/shutdown.py): what is
+            # abandoned here was never committed.
             self._consumer = None
-            await consumer.stop()
-            await self._producer.stop()
-            await session.close()
-            await self.view.stop()
-            await ops.cleanup()
-            log.info("deliverer stopped")
+            shutdown = shutdown or Shutdown(CLOSE_BUDGET, log)
+            await shutdown.step("leaving the consumer group", consumer.stop, LEAVE_GROUP_LIMIT)
+            await shutdown.step("flushing the producer", self._producer.stop, FLUSH_LIMIT)
+            await shutdown.step("closing the HTTP session", session.close, CLOSE_LIMIT)
+            await shutdown.step("closing the webhooks view", self.view.stop, VIEW_LIMIT)
+            await shutdown.step("closing the metrics server", ops.cleanup, CLOSE_LIMIT)
+            log.info("deliverer stopped" + (
+                f" (unfinished: {', '.join(shutdown.unfinished)})" if shutdown.unfinished else ""))
         if self._fatal is not None:
             raise RuntimeError("a delivery task failed unexpectedly") from self._fatal
 
@@ -236,8 +251,10 @@ class Deliverer:
                 self.queue.running, self.breakers.open_count(time.time()), len(self._paused),
                 self.queue.queued)
             if time.monotonic() - last_commit >= COMMIT_INTERVAL:
-                await self._commit(consumer)
-                await self._observe_lag(consumer)
+                # Neither may hold up a stop (a broker that does not answer):
+                # the stop's final commit, with its deadline, takes over.
+                await self._unless_stopping(self._commit(consumer))
+                await self._unless_stopping(self._observe_lag(consumer))
                 last_commit = time.monotonic()
 
     def _dispatch(self, consumer: AIOKafkaConsumer, tp: TopicPartition,
@@ -543,10 +560,29 @@ class Deliverer:
             with contextlib.suppress(KeyError):  # never observed
                 self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
 
-    async def _drain(self, consumer: AIOKafkaConsumer) -> None:
+    async def _unless_stopping(self, work: Coroutine[Any, Any, None]) -> None:
+        """`work`, unless a stop is requested before it ends (then cancelled)."""
+        if self._stopping.is_set():
+            work.close()
+            return
+        task = asyncio.ensure_future(work)
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not task.done():
+                task.cancel()
+        if task.done() and not task.cancelled():
+            task.result()
+        else:
+            log.info("stopping: cancelled a commit or lag reading under way")
+
+    async def _drain(self, consumer: AIOKafkaConsumer) -> Shutdown:
         """On stop: the attempts under way, and queued tasks while there is time,
         finish within a deadline and are committed; the rest stay uncommitted
-        (read again after the restart)."""
+        (read again after the restart). Returns the rest of the stop's steps,
+        whose budget starts now."""
         budget = self.settings.delivery_timeout + 5
         if self._handles or self.queue.queued:
             log.info("finishing %d attempts under way and %d queued (at most %gs)",
@@ -554,7 +590,11 @@ class Deliverer:
         left = await self._wind_down(None, budget)
         if left:
             log.info("%d queued tasks left for the next run", left)
-        await asyncio.shield(self._commit(consumer))
+        shutdown = Shutdown(CLOSE_BUDGET, log)
+        # Only finished work is committed; abandoned, it is done again after the restart.
+        await shutdown.step("the final commit", lambda: self._commit(consumer),
+                            FINAL_COMMIT_LIMIT)
+        return shutdown
 
     async def _wind_down(self, partitions: set[TopicPartition] | None, budget: float) -> int:
         """Let the work of `partitions` (None: all) finish within `budget`

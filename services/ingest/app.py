@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.kafka_clients import LATENCY_LINGER_MS, client_options
+from services.common.shutdown import Shutdown
 from services.ingest.http import MAX_BODY, errors_and_metrics
 from services.ingest.routes import (
     apps,
@@ -33,6 +34,11 @@ from services.ingest.settings import Settings
 from services.ingest.state import INGEST, Ingest
 
 log = logging.getLogger(__name__)
+# The Kafka clients' close, all steps together (each step also has its own
+# limit; see services/common/shutdown.py): after aiohttp's 10 s for the requests
+# under way, within Kubernetes' 20 s grace. Every 202 was acknowledged by Kafka
+# before it was sent, so an abandoned close loses nothing a client was told.
+CLOSE_BUDGET = 6.0
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -64,11 +70,13 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await ingest.view.stop()
-        await ingest.idempotency_follower.stop()
-        await ingest.batches.stop()
-        await producer.stop()
-        await admin.close()
+        shutdown = Shutdown(CLOSE_BUDGET, log)
+        await shutdown.step("closing the webhooks view", ingest.view.stop, 2.5)
+        await shutdown.step("closing the idempotency follower",
+                            ingest.idempotency_follower.stop, 2.5)
+        await shutdown.step("stopping the batch producers", ingest.batches.stop, 2.0)
+        await shutdown.step("flushing the producer", producer.stop, 2.0)
+        await shutdown.step("closing the admin client", admin.close, 1.0)
 
 
 async def _eventlog(app: web.Application) -> AsyncIterator[None]:
