@@ -43,8 +43,11 @@ class SubscriptionIndex:
         """Index (or re-index) an enabled webhook."""
         self.remove(webhook_id)
         wildcard = WILDCARD in triggers
-        types = self._shared(frozenset() if wildcard else covered_types(triggers))
         app_id = sys.intern(app_id)
+        types = self._shared(frozenset() if wildcard else covered_types(triggers))
+        self._entries[webhook_id] = (app_id, types, wildcard)
+        if not wildcard and not types:
+            return  # triggers that cover nothing here (not ingest's: it refuses them)
         app = self._apps.setdefault(app_id, _AppIndex())
         if wildcard:
             app.everything.add(webhook_id)
@@ -56,7 +59,6 @@ class SubscriptionIndex:
                 app.by_type[event_type] = {held, webhook_id}
             else:
                 held.add(webhook_id)
-        self._entries[webhook_id] = (app_id, types, wildcard)
 
     def remove(self, webhook_id: str) -> None:
         entry = self._entries.pop(webhook_id, None)
@@ -64,7 +66,9 @@ class SubscriptionIndex:
             return
         app_id, types, wildcard = entry
         self._release(types)
-        app = self._apps[app_id]
+        app = self._apps.get(app_id)
+        if app is None:  # an entry that covers nothing has no index of its app
+            return
         app.everything.discard(webhook_id)
         for event_type in types:
             held = app.by_type[event_type]
