@@ -22,7 +22,9 @@ from services.common.config import KafkaAccess, KafkaSettings
 # aiokafka has one produce request in flight per broker, and what arrives
 # meanwhile goes in the next: under load records are batched whatever the linger.
 # A write a delivery waits for (ingest's events, the router's tasks) is sent at
-# once: a linger of 2 ms cost 2.5 ms at each of those hops at 100 events/s.
+# once: a linger of 2 ms cost 2.5 ms at each of those hops at 100 events/s. So
+# is one that a loop awaits before its next record (the event log's rekey
+# agent): there a linger bounds the rate, at the loop's concurrency / linger.
 LATENCY_LINGER_MS = 0
 # A write nothing waits for but an offset commit (attempt records, retry tiers,
 # dead letters, the event log's changelog) waits to share a request with others:

@@ -46,7 +46,12 @@ from schemas.deliveries import DeliveryTask
 from schemas.eventlog import Filed, update_decoder, update_encoder
 from schemas.eventlog_api import ReplayJob, ResendRequest, Resent
 from services.common.ids import new_id
-from services.common.kafka_clients import BACKGROUND_LINGER_MS, client_options, faust_options
+from services.common.kafka_clients import (
+    BACKGROUND_LINGER_MS,
+    LATENCY_LINGER_MS,
+    client_options,
+    faust_options,
+)
 from services.common.topics import Topics
 from services.eventlog import fold, keys, queries, replay
 from services.eventlog.envelopes import Envelopes, Unavailable
@@ -117,7 +122,10 @@ class EventLog:
             broker_commit_interval=1.0,
             broker_session_timeout=10.0,
             broker_heartbeat_interval=3.0,
-            producer_linger=BACKGROUND_LINGER_MS / 1000,
+            # The rekey agent's updates: each actor awaits one's acknowledgement
+            # before its next record, so a linger caps re-keying at
+            # REKEY_CONCURRENCY / linger (20 ms: ~650 attempts/s).
+            producer_linger=LATENCY_LINGER_MS / 1000,
         )
         self.table = self.app.Table(
             TABLE, key_type=bytes, value_type=bytes, partitions=partitions,

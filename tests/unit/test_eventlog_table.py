@@ -404,3 +404,20 @@ async def test_finding_a_partitions_lock_never_compares_the_table():
     assert table_module._lock(table, 0) is first
     assert table_module._lock(table, 1) is not first
     await table_module.quiesce(table)
+
+
+def test_the_rekey_agents_sends_do_not_linger_their_throughput_away(tmp_path) -> None:
+    """The rekey agent awaits each update's acknowledgement before it takes its
+    next attempts record (REKEY_CONCURRENCY actors), so the Faust producer's
+    linger bounds re-keying at REKEY_CONCURRENCY / linger updates a second,
+    whatever the cores. With the 20 ms of background writes it re-keyed
+    552-683 attempts/s on a real broker (6,000-10,000 attempts written before
+    the event log started), 1,247-1,803/s with 5 ms and 1,073-2,684/s with 0:
+    the event log fell behind any flow of more than ~650 attempts/s. Its bound
+    must stay above the filing rate the README reports (1,615 updates/s)."""
+    settings = Settings(kafka=KafkaSettings(bootstrap="127.0.0.1:1", topic_prefix="t."),
+                        jwt_secret="test-secret-of-at-least-32-bytes-long",
+                        data_dir=str(tmp_path))
+    service = eventlog_app.EventLog(settings, 1)
+    linger = service.app.conf.producer_linger
+    assert linger == 0 or eventlog_app.REKEY_CONCURRENCY / linger > 1615, linger
