@@ -37,8 +37,12 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 POM = ROOT / "deploy" / "kafka" / "pom.xml"
 LOG4J_CONFIG = ROOT / "deploy" / "kafka" / "log4j2.properties"
-JAVA_OPTS = ["-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-             "-Djava.awt.headless=true"]
+# Sized for a laptop, or two cores shared with the services and the tests: a
+# small heap to start with, the serial collector, the client compiler only (at
+# rest the server compiler alone took 0.1 core for minutes after start-up), and
+# thread pools sized for two cores (issue 13).
+JAVA_OPTS = ["-Xms64m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+             "-XX:ActiveProcessorCount=2", "-Djava.awt.headless=true"]
 _STARTED = "Kafka Server started"
 
 
@@ -218,6 +222,10 @@ class Broker:
             "group.initial.rebalance.delay.ms=0",
             "auto.create.topics.enable=false",
             "log.cleaner.backoff.ms=1000",
+            "num.network.threads=2",
+            "num.io.threads=2",
+            "background.threads=2",
+            "metadata.max.idle.interval.ms=2000",
             "",
         ]))
         return config
