@@ -7,7 +7,14 @@ Pure: no I/O, no Kafka. `WebhooksView` feeds it the records it reads.
 The rules, for a record of webhook `id` read from partition `p`:
 
 - A tombstone deletes, and the id is remembered as deleted: a delete is final.
-- A record for a deleted id is ignored.
+- A record for a deleted id is ignored. In the partition of its tombstone it
+  still counts against its app's limit, as a create there would (or as a
+  survivor of compaction), until a tombstone for it follows there (ingest's
+  repair): a reader that never saw the tombstone (the cleaner drops a tombstone
+  delete.retention.ms after cleaning it, while a stale write that followed it
+  can still sit uncleaned, in the active segment of a quiet partition) takes
+  that record as a survivor and counts it, and a create between the two must
+  be judged alike by both readers.
 - A record for an id whose current record lives in another partition is ignored
   (writers keep each id in one partition; see `WebhooksView.write`), unless it
   is in the id's home partition (where every writer puts the id: `home`) and
@@ -39,7 +46,8 @@ Memory: per live webhook a `Current` (version, app id, partition, 8-byte
 digest), about 200 bytes; the deleted ids in an LRU of `deleted_capacity` ids
 (100,000 by default, about 17 MB with the ids). An id evicted from it is
 forgotten: a write for it would count as a create or as history, but no writer
-writes for an id it has not got.
+writes for an id it has not got. A deleted id's stale write that still counts
+(above) keeps a `Current` until its repair, seconds.
 """
 
 from __future__ import annotations
@@ -116,6 +124,10 @@ class WebhookLog:
         self._current: dict[str, Current] = {}
         self._deleted: OrderedDict[str, int] = OrderedDict()  # id -> the tombstone's partition
         self._deleted_capacity = deleted_capacity
+        # Deleted ids whose later records still count against the limit: what a
+        # reader that never saw the tombstone holds (see `_shadow`), and their count.
+        self._shadows: dict[str, Current] = {}
+        self._shadow_live: Counter[tuple[int, str]] = Counter()
         self._live: Counter[tuple[int, str]] = Counter()  # (partition, app id) -> webhooks
         # (id, partition) whose last record lost there: an ordered set
         self._repairs: dict[tuple[str, int], None] = {}
@@ -130,7 +142,8 @@ class WebhookLog:
         return webhook_id in self._deleted
 
     def live(self, partition: int, app_id: str) -> int:
-        """How many webhooks of `app_id` live in `partition`."""
+        """How many webhooks of `app_id` live in `partition` (a create is judged
+        against these and the deleted ids' records that still count)."""
         return self._live[partition, app_id]
 
     def apply(self, partition: int, webhook_id: str, record: Written | None) -> Outcome:
@@ -180,28 +193,46 @@ class WebhookLog:
                                       f"{current.partition}")
         if webhook_id in self._deleted:
             self._deleted.move_to_end(webhook_id)
-            if self._at_home(webhook_id, partition):
+            at_home = self._at_home(webhook_id, partition)
+            if at_home:
                 self._deleted[webhook_id] = partition
+            shadow = self._shadows.get(webhook_id)
+            if shadow is not None and (shadow.partition == partition or at_home):
+                # A reader that never saw the first tombstone deletes it here.
+                del self._shadows[webhook_id]
+                self._count(shadow.partition, shadow.app_id, -1, self._shadow_live)
             return _UNCHANGED
         if current is not None:
             del self._current[webhook_id]
             self._count(current.partition, current.app_id, -1)
         self._deleted[webhook_id] = partition
         if len(self._deleted) > self._deleted_capacity:
-            self._deleted.popitem(last=False)
+            forgotten, _ = self._deleted.popitem(last=False)
+            shadow = self._shadows.pop(forgotten, None)
+            if shadow is not None:  # forgotten: held as a reader without the tombstone holds it
+                self._count(shadow.partition, shadow.app_id, -1, self._shadow_live)
+                self._current[forgotten] = shadow
+                self._count(shadow.partition, shadow.app_id, +1)
         return Outcome("deleted")
 
     def _written(self, partition: int, webhook_id: str, record: Written) -> Outcome:
         deleted_in = self._deleted.get(webhook_id)
         if deleted_in is not None:
             self._deleted.move_to_end(webhook_id)
-            if deleted_in == partition or not self._at_home(webhook_id, partition):
+            if deleted_in == partition:
+                self._shadow(partition, webhook_id, record)
+                return Outcome("ignored", "the webhook was deleted", repair=True)
+            if not self._at_home(webhook_id, partition):
                 return Outcome("ignored", "the webhook was deleted", repair=True)
             # A tombstone outside the id's home partition does not bind it.
             del self._deleted[webhook_id]
             outcome = self._created(partition, webhook_id, record)
             if not outcome.holds:
                 self._deleted[webhook_id] = deleted_in
+            else:
+                shadow = self._shadows.pop(webhook_id, None)
+                if shadow is not None:  # replaced, as the foreign record it is for others
+                    self._count(shadow.partition, shadow.app_id, -1, self._shadow_live)
             return outcome
         current = self._current.get(webhook_id)
         if current is None:
@@ -229,9 +260,32 @@ class WebhookLog:
         return Outcome("ignored", f"stale: version {record.version} over {current.version}",
                        repair=True)
 
+    def _shadow(self, partition: int, webhook_id: str, record: Written) -> None:
+        """A record for an id deleted in this partition: judge it as a reader
+        that never saw the tombstone would (the id unknown, or holding what the
+        records since the tombstone made of it), and keep the result counted
+        against the app's limit until a tombstone here follows. The record still
+        loses: it is ignored, and repaired with a tombstone."""
+        deleted_in = self._deleted.pop(webhook_id)
+        shadow = self._shadows.pop(webhook_id, None)
+        if shadow is not None:  # judged by the same code, as if it were current
+            self._count(shadow.partition, shadow.app_id, -1, self._shadow_live)
+            self._current[webhook_id] = shadow
+            self._count(shadow.partition, shadow.app_id, +1)
+        try:
+            self._written(partition, webhook_id, record)
+        finally:
+            shadow = self._current.pop(webhook_id, None)
+            if shadow is not None:
+                self._count(shadow.partition, shadow.app_id, -1)
+                self._shadows[webhook_id] = shadow
+                self._count(shadow.partition, shadow.app_id, +1, self._shadow_live)
+            self._deleted[webhook_id] = deleted_in
+
     def _created(self, partition: int, webhook_id: str, record: Written) -> Outcome:
+        key = (partition, record.app_id)
         if (record.version <= 1 and record.app_limit > 0 and not record.is_repair
-                and self._live[partition, record.app_id] >= record.app_limit):
+                and self._live[key] + self._shadow_live[key] >= record.app_limit):
             return Outcome("ignored", f"app {record.app_id} has {record.app_limit} webhooks, "
                                       "the most allowed", repair=True)
         self._current[webhook_id] = Current(record.version, record.app_id, partition,
@@ -239,11 +293,13 @@ class WebhookLog:
         self._count(partition, record.app_id, +1)
         return Outcome("created")
 
-    def _count(self, partition: int, app_id: str, change: int) -> None:
+    def _count(self, partition: int, app_id: str, change: int,
+               counter: Counter[tuple[int, str]] | None = None) -> None:
+        counter = self._live if counter is None else counter
         key = (partition, app_id)
-        self._live[key] += change
-        if self._live[key] <= 0:
-            del self._live[key]
+        counter[key] += change
+        if counter[key] <= 0:
+            del counter[key]
 
     def _note_repair(self, partition: int, webhook_id: str, outcome: Outcome) -> None:
         """Track whether the last record of `webhook_id` in its partition lost."""

@@ -154,6 +154,47 @@ def test_deleted_ids_are_remembered_up_to_the_capacity() -> None:
     assert [log.is_deleted(i) for i in "abc"] == [False, True, True]
 
 
+
+def test_a_stale_write_after_a_dropped_tombstone_judges_no_create_differently() -> None:
+    """The minimal counterexample found by test_compaction_changes_no_conclusion.
+    wh0 is created and deleted; a writer whose view still held wh0 v1 appends v2,
+    which loses (deleted) and is repaired with a tombstone, and wh6 is created in
+    between, under a limit of 1. The cleaner drops the first tombstone (delete.
+    retention.ms after cleaning it) while the rest still sits uncleaned (the active
+    segment of a quiet partition), so a fresh reader takes v2 for a survivor of
+    compaction and counts it: wh6 had to be judged with it counted by every reader,
+    else the fresh reader rejects it and a restarted ingest deletes it."""
+    created, stale, wh6, repair = (rec(1, limit=1), rec(2, limit=1, content="stale"),
+                                   rec(1, limit=1, content="wh6"), None)
+    full = [(0, "wh0", created), (0, "wh0", None), (0, "wh0", stale), (0, "wh6", wh6),
+            (0, "wh0", repair)]
+    compacted = full[2:]  # cleaned after the delete, the tombstone dropped
+    truth, fresh = WebhookLog(), WebhookLog()
+    assert [truth.apply(*r).kind for r in full] == \
+        ["created", "deleted", "ignored", "ignored", "unchanged"]
+    assert [fresh.apply(*r).kind for r in compacted] == ["created", "ignored", "deleted"]
+    for log in (truth, fresh):
+        assert (log.current("wh0"), log.current("wh6"), log.live(0, "a")) == (None, None, 0)
+        assert {r.webhook_id: r.tombstone for r in log.take_repairs()} == {"wh6": True}
+        # The repair of the stale write frees the count: the next create holds.
+        assert log.apply(0, "wh7", rec(1, limit=1, content="wh7")).kind == "created"
+
+
+def test_a_deleted_ids_records_count_only_in_its_partition_until_a_tombstone_there() -> None:
+    log = WebhookLog()
+    log.apply(0, "wh", rec(1))
+    log.apply(0, "wh", None)
+    assert log.apply(1, "wh", rec(2)).kind == "ignored"  # elsewhere: no count
+    assert log.apply(0, "x", rec(1, limit=1)).kind == "created"
+    log.apply(0, "x", None)
+    assert log.apply(0, "wh", rec(2)).kind == "ignored"  # counts in partition 0
+    assert log.apply(1, "wh", None).kind == "unchanged"  # not its partition
+    assert log.apply(0, "y", rec(1, limit=1)).kind == "ignored"
+    assert log.apply(0, "wh", None).kind == "unchanged"
+    assert log.apply(0, "z", rec(1, limit=1)).kind == "created"
+    assert (log.live(0, "a"), log.is_deleted("wh"), log.current("wh")) == (1, True, None)
+
+
 # ---- properties over random histories ---------------------------------------------
 
 PARTITIONS = 2
