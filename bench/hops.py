@@ -78,10 +78,7 @@ async def run(rate: float, seconds: float) -> dict[str, list[float]]:
             try:
                 app, path = "app_hops", "/hops"
                 async with aiohttp.ClientSession() as http:
-                    await bench.subscribe(http, stack, receiver.url(path), app)
-                    await asyncio.sleep(1.5)
-                    await bench.publish_concurrently(http, stack, app, WARM)
-                    await wait_for(lambda: receiver.counts[path] >= WARM, 120)
+                    await bench.warmed_endpoint(http, stack, receiver, app, path, WARM)
                     await asyncio.sleep(5)
                     sent = await _paced(bench, http, f"{stack.ingest_url}/v1/apps/{app}/events",
                                         app, rate, seconds)

@@ -162,10 +162,7 @@ async def one_run(bench: RouterBench, receiver: CountingReceivers, run: int, cou
     try:
         connector = aiohttp.TCPConnector(limit=PUBLISHERS + 50)
         async with aiohttp.ClientSession(connector=connector) as http:
-            await bench.subscribe(http, stack, receiver.url(path), app)
-            await asyncio.sleep(1.5)
-            await bench.publish_concurrently(http, stack, app, WARM_UP)
-            await wait_for(lambda: receiver.counts[path] >= WARM_UP, 120)
+            await bench.warmed_endpoint(http, stack, receiver, app, path, WARM_UP)
             await settle(pids)
 
             meter = Meter(pids).start()

@@ -256,6 +256,16 @@ class Bench:
                              json={"target": url, "triggers": ["*"]}) as response:
             assert response.status == 201, await response.text()
 
+    async def warmed_endpoint(self, http: aiohttp.ClientSession, stack: Stack,
+                              receiver: CountingReceivers, app: str, path: str,
+                              warm: int) -> None:
+        """Subscribe `app` to `path` on `receiver`, let the stack see the webhook,
+        and deliver `warm` events the way the measurements will (50 publishers)."""
+        await self.subscribe(http, stack, receiver.url(path), app)
+        await asyncio.sleep(1.5)
+        await self.publish_concurrently(http, stack, app, warm)
+        await wait_for(lambda: receiver.counts[path] >= warm, 120)
+
     async def publish_concurrently(self, http: aiohttp.ClientSession, stack: Stack, app: str,
                                    count: int, first: int = 0) -> tuple[list[str], float]:
         """`count` single-event POSTs by PUBLISHERS concurrent clients; the
@@ -338,11 +348,7 @@ async def main_scenario(bench: Bench, receiver: CountingReceivers, repeat: int, 
     try:
         connector = aiohttp.TCPConnector(limit=PUBLISHERS + 50)
         async with aiohttp.ClientSession(connector=connector) as http:
-            await bench.subscribe(http, stack, receiver.url(path), app)
-            await asyncio.sleep(1.5)
-            # Warm-up: the same way in, to the same endpoint.
-            await bench.publish_concurrently(http, stack, app, warm)
-            await wait_for(lambda: receiver.counts[path] >= warm, 120)
+            await bench.warmed_endpoint(http, stack, receiver, app, path, warm)
             out.update(await at_rest(pids, settle=10.0))
             tiers_before = await bench.tier_records()
             meter = Meter(pids).start()
