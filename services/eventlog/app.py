@@ -54,6 +54,7 @@ from services.common.kafka_clients import (
 )
 from services.common.topics import Topics
 from services.eventlog import fold, keys, queries, replay
+from services.eventlog.batching import take_events_soon
 from services.eventlog.envelopes import Envelopes, Unavailable
 from services.eventlog.settings import Settings
 from services.eventlog.store import Overlay, Store
@@ -263,7 +264,7 @@ class EventLog:
         manual = stream.noack()
         message = None
         try:
-            async for batch in manual.take_events(FILE_BATCH, within=0.05):
+            async for batch in take_events_soon(manual, FILE_BATCH, within=0.05):
                 message = batch[0].message if batch else None
                 await self._file_batch(batch)
                 generation = self.app.consumer_generation_id
