@@ -4,6 +4,25 @@ is, what it matched: written for every routed event, matched or not), or the
 reason the record goes to `events.dlq`; and that dead letter, cut to fit its topic. Pure: nothing here imports faust or
 aiokafka, and `plan` returns an outcome for every input instead of raising.
 
+From AS_READ_FROM_BYTES up, `data` is passed on as written (`msgspec.Raw`):
+the body's envelope is encoded around the record's own JSON text of it, which
+is neither decoded nor encoded again, when that text is plainly what decoding
+it would accept and route (`data_routable_as_read`: an object, UTF-8, no
+number that might not fit a float, not too deep, all checked without building
+it). Otherwise, and for smaller records (for which decoding and encoding again
+costs less than those checks), the record is decoded whole, as before, and the
+reasons to dead-letter it are the same; its depth is counted on its text
+(`brackets_depth`), and walked in the decoded data only when the text cannot
+rule it out. For what ingest writes (msgspec's own encoding) the body is the
+same bytes either way; for a record written straight to Kafka and passed on
+as read it keeps the writer's spelling (whitespace, escapes, `1.50`, a
+repeated key) and the same meaning. Per record, decoding everything before
+and this (`python -m bench.planning --against <the earlier checkout>`, the
+least of 11 runs): 7.0-7.2 -> 7.4-7.7 us at make bench's 257 bytes of `data`,
+27 -> 20-21 us at 16 kB of text, 94-95 -> 61-62 us at 64 kB, 723-751 ->
+282-284 us for 200 nested items (13.7 kB), 3,389-3,915 -> 1,277-1,282 us for
+1,000 (69.5 kB); the bodies byte-identical.
+
 The limits it applies (the README's "router" section documents them):
 
 - `data` may nest at most `MAX_DATA_DEPTH` objects or arrays deep. Deeper
@@ -25,6 +44,7 @@ The limits it applies (the README's "router" section documents them):
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +54,7 @@ import msgspec
 from schemas.deliveries import DeliveryTask
 from schemas.eventlog import Routed as RoutedUpdate
 from schemas.eventlog import update_encoder
-from schemas.events import MAX_EVENT_ID, Event, EventDeadLetter, EventRecord
+from schemas.events import MAX_EVENT_ID, EventDeadLetter, EventRecord
 from services.common.triggers import CANONICAL_TYPES, RESERVED_TYPES
 from services.router.matching import SubscriptionIndex
 
@@ -46,8 +66,37 @@ RECORD_OVERHEAD_BYTES = BATCH_HEADER_BYTES + RECORD_FRAMING_BYTES
 DEFAULT_RECORD_LIMIT = 1_000_000
 MAX_REASON_CHARS = 2_000
 
+# Records at least this long pass their `data` on as read (see above); below,
+# decoding it and encoding it again is cheaper than the checks.
+AS_READ_FROM_BYTES = 16_384
 _record_decoder = msgspec.json.Decoder(EventRecord)
 _encoder = msgspec.json.Encoder()
+_EMPTY_DATA = msgspec.Raw(b"{}")
+
+
+class Envelope(msgspec.Struct, kw_only=True):
+    """`schemas.events.Event` with `data` as JSON text, not decoded: encodes to
+    the same envelope, field by field (the body every webhook receives)."""
+
+    id: str
+    type: str
+    app_id: str
+    created_at: datetime
+    data: msgspec.Raw = _EMPTY_DATA
+
+
+class _RecordAsRead(msgspec.Struct, kw_only=True):
+    """`schemas.events.EventRecord` with `data` as read: msgspec checks its
+    JSON syntax and builds nothing."""
+
+    type: str
+    app_id: str
+    data: msgspec.Raw = _EMPTY_DATA
+    id: str | None = None
+    created_at: datetime | None = None
+
+
+_as_read_decoder = msgspec.json.Decoder(_RecordAsRead)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +117,7 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Routed:
-    event: Event
+    event: Envelope
     # (webhook id, encoded DeliveryTask), one per matching webhook.
     tasks: list[tuple[str, bytes]]
     # The `eventlog.updates` record (schemas.eventlog.Routed): its key, the
@@ -99,7 +148,7 @@ ID_WITH_A_DOT = "an event id may not hold '.' (it is signed as '{id}.{timestamp}
 
 def plan(
     value: bytes | None, *, partition: int, offset: int, timestamp_ms: int,
-    index: SubscriptionIndex, limits: Limits = Limits(),
+    index: SubscriptionIndex, limits: Limits = Limits(), as_read_from: int = AS_READ_FROM_BYTES,
 ) -> Routed | Unroutable:
     """The tasks to write for one `events` record, or why it is dead-lettered.
 
@@ -107,7 +156,7 @@ def plan(
     alone, so whatever fails here would fail again on every try."""
     try:
         return _plan(value, partition=partition, offset=offset, timestamp_ms=timestamp_ms,
-                     index=index, limits=limits)
+                     index=index, limits=limits, as_read_from=as_read_from)
     except MemoryError:
         raise
     except Exception as exc:  # any failure here is this record's
@@ -116,17 +165,20 @@ def plan(
 
 def _plan(
     value: bytes | None, *, partition: int, offset: int, timestamp_ms: int,
-    index: SubscriptionIndex, limits: Limits,
+    index: SubscriptionIndex, limits: Limits, as_read_from: int,
 ) -> Routed | Unroutable:
     if value is None:
         return Unroutable("empty record: a null value (tombstone) is not an event")
-    try:
-        record = _record_decoder.decode(value)
-    except RecursionError:
-        return Unroutable(f"data is nested too deeply to decode (recursion limit; at most "
-                          f"{MAX_DATA_DEPTH} levels are routed)")
-    except msgspec.DecodeError as exc:
-        return Unroutable(_clip(f"not an event envelope: {exc}"))
+    record: _RecordAsRead | EventRecord | None = \
+        _as_read(value) if len(value) >= as_read_from else None
+    if record is None:  # small, unsure or unroutable: decoded whole
+        try:
+            record = _record_decoder.decode(value)
+        except RecursionError:
+            return Unroutable(f"data is nested too deeply to decode (recursion limit; at most "
+                              f"{MAX_DATA_DEPTH} levels are routed)")
+        except msgspec.DecodeError as exc:
+            return Unroutable(_clip(f"not an event envelope: {exc}"))
     if record.id is not None and not 0 < len(record.id) <= MAX_EVENT_ID:
         return Unroutable(f"an event id must be 1 to {MAX_EVENT_ID} characters "
                           f"(as ingest requires), not {len(record.id)}")
@@ -136,24 +188,30 @@ def _plan(
         return Unroutable(_clip(f"unknown event type {record.type!r}"))
     if record.type in RESERVED_TYPES:
         return Unroutable(f"{record.type} may not be published")
-    if _may_nest_deeper_than(value, MAX_DATA_DEPTH) and \
-            (depth := nesting_depth(record.data)) > MAX_DATA_DEPTH:
-        return Unroutable(f"data is nested {depth} levels deep, deeper than the "
-                          f"{MAX_DATA_DEPTH} levels routed")
+    if isinstance(record, EventRecord):
+        # `data` is one level below the envelope: the text's depth bounds its.
+        if _may_nest_deeper_than(value, MAX_DATA_DEPTH) and \
+                brackets_depth(without_strings(value), most=MAX_DATA_DEPTH + 1) > \
+                MAX_DATA_DEPTH + 1 and (depth := nesting_depth(record.data)) > MAX_DATA_DEPTH:
+            return Unroutable(f"data is nested {depth} levels deep, deeper than the "
+                              f"{MAX_DATA_DEPTH} levels routed")
+        data = msgspec.Raw(_encoder.encode(record.data))
+    else:
+        data = record.data
     created_at = record.created_at or datetime.fromtimestamp(timestamp_ms / 1000, UTC)
     if created_at.tzinfo is None:
         # RFC 3339 without an offset ("2026-11-22T18:15:00") decodes naive: read
         # as UTC, so that every task's time compares with an aware one.
         created_at = created_at.replace(tzinfo=UTC)
     created_at.astimezone(UTC)  # OverflowError (dead-lettered) past year 1 or 9999 in UTC
-    event = Event(
+    event = Envelope(
         # Derived, not random, so that routing the same record again after a
         # crash yields the same id (the receivers' deduplication key).
         id=record.id or "evt_" + hashlib.sha256(b"%d:%d:%s" % (partition, offset, value)).hexdigest()[:32],
         type=record.type,
         app_id=record.app_id,
         created_at=created_at,
-        data=record.data,
+        data=data,
     )
     webhook_ids = sorted(index.match(event.app_id, event.type))
     update_key, update = routed_update(event, webhook_ids, partition=partition, offset=offset)
@@ -173,7 +231,7 @@ def _plan(
     return Routed(event, tasks, update_key, update)
 
 
-def routed_update(event: Event, webhook_ids: list[str], *, partition: int,
+def routed_update(event: Envelope, webhook_ids: list[str], *, partition: int,
                   offset: int) -> tuple[bytes, bytes]:
     """The key and value of the `eventlog.updates` record of an event read from
     `events` at (`partition`, `offset`) and matched to `webhook_ids` (sorted;
@@ -232,6 +290,66 @@ def nesting_depth(data: Any) -> int:
         deepest = max(deepest, depth)
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return deepest
+
+
+def _as_read(value: bytes) -> _RecordAsRead | None:
+    """The record with its `data` as read, when the whole decode would surely
+    accept it and route it alike (`data_routable_as_read`); None when unsure,
+    or when the record cannot be routed at all (the whole decode says why)."""
+    try:
+        record = _as_read_decoder.decode(value)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return record if data_routable_as_read(bytes(record.data)) else None
+
+
+_NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_INNERMOST_PAIRS = re.compile(rb"\[\]|\{\}")
+_LONG_DIGITS = re.compile(rb"[0-9]{300}")
+
+
+def data_routable_as_read(data: bytes) -> bool:
+    """Whether `data`, a JSON value whose syntax msgspec has checked without
+    decoding it, is what decoding it as `EventRecord.data` would accept and
+    route: an object, UTF-8, no number out of a float's range, nested at most
+    MAX_DATA_DEPTH deep. Fast, and False when unsure: an exponent or a run of
+    300 digits outside strings (the only ways to a float out of range) is
+    left to the decode."""
+    if data[:1] != b"{":
+        return False
+    if not data.isascii():
+        try:
+            data.decode()
+        except UnicodeDecodeError:
+            return False
+    outside = without_strings(data)
+    if b"E" in outside or (b"e" in outside and b"e" in outside.replace(b"true", b"").replace(
+            b"false", b"")) or _LONG_DIGITS.search(outside) is not None:
+        return False
+    return (outside.count(b"{") + outside.count(b"[") <= MAX_DATA_DEPTH
+            or brackets_depth(outside) <= MAX_DATA_DEPTH)
+
+
+def without_strings(json_text: bytes) -> bytes:
+    """Valid JSON text without its strings (whose quotes, escaped or not,
+    brackets and letters are not the text's own)."""
+    if b"\\" in json_text:  # only inside strings: escaped backslashes, then quotes
+        json_text = json_text.replace(b"\\\\", b"").replace(b'\\"', b"")
+    return b"".join(json_text.split(b'"')[::2])
+
+
+def brackets_depth(json_text: bytes, most: int = MAX_DATA_DEPTH) -> int:
+    """How deep the brackets of `json_text` (valid JSON without its strings)
+    nest, as `nesting_depth` counts (`{}` is 1); `most + 1` when deeper than
+    `most`. Each pass removes the pairs innermost at its start."""
+    brackets = json_text.translate(None, _NOT_A_BRACKET)
+    depth = 0
+    while brackets:
+        if depth > most:
+            return most + 1
+        brackets = _INNERMOST_PAIRS.sub(b"", brackets)
+        depth += 1
+    return depth
 
 
 def _may_nest_deeper_than(value: bytes, depth: int) -> bool:

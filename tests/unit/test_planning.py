@@ -3,6 +3,7 @@ when it cannot route it, and the order in which it acknowledges events."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from schemas.deliveries import DeliveryTask
 from schemas.eventlog import Routed as RoutedUpdate
 from schemas.eventlog import update_decoder
-from schemas.events import EventDeadLetter
+from schemas.events import Event, EventDeadLetter
 from services.router.in_order_acks import InOrderAcks
 from services.router.matching import SubscriptionIndex
 from services.router.planning import (
@@ -26,12 +27,15 @@ from services.router.planning import (
     Routed,
     Unroutable,
     after_refusal_as_too_large,
+    brackets_depth,
+    data_routable_as_read,
     dead_letter,
     nesting_depth,
     plan,
     record_bytes,
     refusal_may_dead_letter,
     task_key,
+    without_strings,
 )
 
 
@@ -148,7 +152,7 @@ def test_unroutable_records_and_their_reasons(value: bytes | None, timestamp_ms:
 
 def test_data_as_deep_as_allowed_is_routed() -> None:
     outcome = routed(event(nested(MAX_DATA_DEPTH)))
-    assert nesting_depth(outcome.event.data) == MAX_DATA_DEPTH
+    assert nesting_depth(msgspec.json.decode(outcome.event.data)) == MAX_DATA_DEPTH
     assert len(outcome.tasks) == 2
 
 
@@ -240,7 +244,7 @@ def test_plan_never_raises_and_every_task_fits(value: bytes | None, offset: int,
     assert isinstance(outcome, Routed | Unroutable)
     if isinstance(outcome, Routed):
         assert all(record_bytes(task_key(w), t) <= limit for w, t in outcome.tasks)
-        assert nesting_depth(outcome.event.data) <= MAX_DATA_DEPTH
+        assert nesting_depth(msgspec.json.decode(outcome.event.data)) <= MAX_DATA_DEPTH
         update = update_decoder.decode(outcome.update)
         assert isinstance(update, RoutedUpdate) and update.offset == offset
         assert update.webhook_ids == [w for w, _ in outcome.tasks]
@@ -292,6 +296,133 @@ def test_old_dead_letters_still_decode() -> None:
            b' "failed_at": "2026-11-22T18:15:00Z"}')
     letter = msgspec.json.decode(old, type=EventDeadLetter)
     assert (letter.value, letter.value_size, letter.value_truncated) == (b"abc", None, False)
+
+
+# `data` passed through as read --------------------------------------------
+
+# JSON as anyone may write it: strings with quotes, backslashes, brackets and
+# non-ASCII text, integers of any size, floats.
+any_text = st.text(alphabet=st.sampled_from('ab"\\[]{}:,é\u2028\U0001F600 \n'), max_size=8)
+json_data = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.integers(-10**30, 10**30)
+    | st.floats(allow_nan=False, allow_infinity=False) | any_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_text, inner, max_size=3),
+    max_leaves=25,
+)
+json_objects = st.dictionaries(any_text, json_data, max_size=4)
+
+
+def body_of(outcome: Routed | Unroutable) -> bytes:
+    assert isinstance(outcome, Routed) and outcome.tasks, outcome
+    return bytes(msgspec.json.decode(outcome.tasks[0][1], type=DeliveryTask).body)
+
+
+# `data` is passed on as read from AS_READ_FROM_BYTES up; 0 takes that path for
+# every record, so that small ones test it too.
+AS_READ, DECODED = 0, 10**9
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_objects, st.sampled_from([AS_READ, DECODED]))
+def test_the_body_of_a_record_as_ingest_writes_it_is_the_envelope_byte_for_byte(
+    data: dict, as_read_from: int
+) -> None:
+    # Ingest writes msgspec's encoding of the envelope: the body is that
+    # envelope, whether `data` went through as read or decoded and encoded again.
+    envelope = Event(id="evt_1", type="message.sent", app_id="app_1",
+                     created_at=datetime(2026, 11, 22, 18, 15, 0, 123000, tzinfo=UTC), data=data)
+    value = msgspec.json.encode(envelope)
+    outcome = plan(value, partition=0, offset=1, timestamp_ms=0, index=index(),
+                   as_read_from=as_read_from)
+    assert body_of(outcome) == value
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_objects, st.booleans(), st.sampled_from([None, 0, 2]),
+       st.sampled_from([(",", ":"), (", ", ": "), (" ,", " : ")]),
+       st.sampled_from([AS_READ, DECODED]))
+def test_data_written_any_way_is_delivered_with_the_same_meaning(
+    data: dict, ascii_only: bool, indent: int | None, separators: tuple[str, str],
+    as_read_from: int,
+) -> None:
+    text = json.dumps(data, ensure_ascii=ascii_only, indent=indent, separators=separators)
+    value = event(text.encode())
+    outcome = plan(value, partition=0, offset=1, timestamp_ms=0, index=index(),
+                   as_read_from=as_read_from)
+    body = msgspec.json.decode(body_of(outcome))
+    assert body["data"] == msgspec.json.decode(text) == json.loads(text)
+    assert body["type"] == "message.sent" and body["app_id"] == "app_1"
+
+
+def test_data_is_passed_on_as_it_was_written() -> None:
+    # Whitespace, escapes and numbers' spelling are kept; so is a repeated
+    # key (decoded, the last one wins, as it did before and as most parsers do).
+    data = b'{ "text" : "caf\\u00e9 [x]",  "n": 1.50, "big": 123456789012345678901234567890,' \
+           b' "k": 1, "k": 2 }'
+    body = body_of(plan(event(data), partition=0, offset=1, timestamp_ms=0, index=index(),
+                        as_read_from=AS_READ))
+    assert body.endswith(b',"data":' + data + b"}")
+    assert msgspec.json.decode(body)["data"] == {"text": "café [x]", "n": 1.5, "k": 2,
+                                                 "big": 123456789012345678901234567890}
+
+
+def test_typical_data_goes_through_as_read() -> None:
+    assert data_routable_as_read(b'{"n":1,"text":"hello [1]","ok":true,"none":null,"f":false}')
+    assert data_routable_as_read(b'{"items":' + b'[{"id":"a","e":"E"}],' * 0 +
+                                 b'[' + b'{"q":[1,2]},' * 300 + b'{}]}')  # wide, not deep
+    assert data_routable_as_read(b'{"deep":"' + b'[' * 1000 + b'"}')  # brackets in a string
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    # What msgspec's check of the syntax lets through and a decode refuses,
+    # the decode still refuses, with the reasons it always gave.
+    (b'{"a": "\xff"}', "could not be planned: UnicodeDecodeError"),
+    (b'{"a": 1e999}', "not an event envelope: Number out of range"),
+    (b'{"a": -1E400}', "not an event envelope: Number out of range"),
+    (b'{"a": 1' + b"0" * 400 + b'.5}', "not an event envelope: Number out of range"),
+    (b"[1, 2]", "not an event envelope: Expected `object`, got `array` - at `$.data`"),
+    (b"null", "not an event envelope: Expected `object`, got `null` - at `$.data`"),
+    (b'{"a": "\\ud800"}', "not an event envelope"),
+    (b'{"a": tru}', "not an event envelope: JSON is malformed"),
+    (nested(MAX_DATA_DEPTH + 1), f"nested {MAX_DATA_DEPTH + 1} levels deep"),
+    (b'{"s": "' + b"]" * 300 + b'", "d": ' + b"[" * 300 + b"]" * 300 + b"}",
+     "nested 301 levels deep"),
+    (nested(3000), "nested too deeply to decode (recursion"),
+])
+def test_what_a_decode_refuses_is_dead_lettered_as_before(data: bytes, reason: str) -> None:
+    for as_read_from in (AS_READ, DECODED):
+        outcome = plan(event(data), partition=0, offset=0, timestamp_ms=0, index=index(),
+                       as_read_from=as_read_from)
+        assert isinstance(outcome, Unroutable) and reason in outcome.reason, outcome
+
+
+def test_an_envelope_deeper_than_its_data_is_routed() -> None:
+    # The text's depth bounds the data's; when an unknown field of the
+    # envelope is the deep one, the data's own depth decides.
+    value = b'{"type": "message.sent", "app_id": "app_1", "extra": %s, "data": {"a": [1]}}' % (
+        b"[" * 300 + b"]" * 300)
+    for as_read_from in (AS_READ, DECODED):
+        outcome = plan(value, partition=0, offset=0, timestamp_ms=0, index=index(),
+                       as_read_from=as_read_from)
+        assert msgspec.json.decode(body_of(outcome))["data"] == {"a": [1]}
+
+
+@pytest.mark.parametrize("data", [
+    b'{"a": 1e5}', b'{"a": 1' + b"0" * 400 + b"}", b'{"e": "\\u00e9", "a": [1.5E3]}',
+])
+def test_numbers_that_might_not_fit_a_float_are_decoded_and_routed(data: bytes) -> None:
+    assert not data_routable_as_read(data)  # left to the decode, which takes these
+    assert msgspec.json.decode(body_of(plan(event(data), partition=0, offset=0, timestamp_ms=0,
+                                            index=index(), as_read_from=AS_READ))
+                               )["data"] == msgspec.json.decode(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_data)
+def test_brackets_depth_agrees_with_nesting_depth(data: object) -> None:
+    text = json.dumps(data, ensure_ascii=False).encode()
+    assert brackets_depth(without_strings(text)) == nesting_depth(data)
+    assert brackets_depth(without_strings(text), most=1) == min(nesting_depth(data), 2)
 
 
 # In-order acknowledgement -------------------------------------------------
