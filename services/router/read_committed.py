@@ -11,16 +11,29 @@ it and before it starts (aiokafka reads it when `start()` builds its fetcher).
 `tests/integration/test_router_failures.py` proves it on a real broker: an
 aborted transaction's event is not delivered, a committed one is.
 
-The same hook sets the fetch wait (issue 13), which Faust fixes at 1,500 ms.
-A fetch answers as soon as a record arrives, but aiokafka has one fetch in
-flight per broker, and a partition whose records Faust has not taken within
-0.1 s is left out of the next: its new records wait until that fetch of the
-other partitions returns. On a busy machine that put 1.1 s (p50) between an
-event and its tasks at 100 events/s (`python -m bench.hops`: 1,100 -> 16 ms p50
-with 100 ms); at rest it costs ten fetches a second."""
+The same hook keeps a partition from waiting behind a fetch of the others
+(issue 13). aiokafka sends one fetch at a time to a broker, and a partition
+whose fetched records are not yet taken is left out of the next one; after its
+`prefetch_backoff` (0.1 s) it sends that next fetch anyway, for the other
+partitions, and it long-polls (Faust's fixed 1,500 ms wait) when they are
+idle. Faust's consumer thread fetches while the router's loop takes the
+records: a loop busy for more than 0.1 s (a slow batch, a busy machine) then
+left the partition out until that poll returned, up to 1.5 s later (1.1 s
+p50 between an event and its tasks at 100 events/s on a loaded machine,
+`python -m bench.hops`). With a backoff longer than the poll
+(PREFETCH_BACKOFF_SECONDS), no fetch leaves the partition out: the next one
+starts as soon as the loop took the records.
+`python -m bench.fetch_stall` (a plain aiokafka consumer with these waits, its
+loop idle 150 ms every 2 s, 1,000 records at 100/s to one of six partitions;
+two runs): p50/p90/p99 368-387/1,370-1,374/1,583 ms with aiokafka's backoff;
+2.3-2.4/5.3-5.9/129-130 ms with 5 s, the stall itself, at 0.6 fetches a second
+at rest; 2.5-2.7/7.4-12.9/176-188 ms with a 100 ms fetch wait instead (this
+module's previous setting), at 9.6-9.8 fetches a second at rest: the router at
+rest used 16-21 CPU-ms/s with it, 10-13 without (`python -m bench.router`)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import aiokafka
@@ -28,15 +41,24 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 ISOLATION_LEVEL = "read_committed"
-FETCH_MAX_WAIT_MS = 100
+PREFETCH_BACKOFF_SECONDS = 5.0
+
+log = logging.getLogger(__name__)
 
 
 class _ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         consumer._isolation_level = ISOLATION_LEVEL
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return consumer
+
+    async def on_start(self) -> None:
+        await super().on_start()  # starts the consumer, which builds its fetcher
+        fetcher = self._ensure_consumer()._fetcher
+        if not hasattr(fetcher, "_prefetch_backoff"):
+            log.warning("aiokafka's fetcher has no _prefetch_backoff: a partition may wait "
+                        "behind a fetch of the others (up to 1.5 s)")
+        fetcher._prefetch_backoff = PREFETCH_BACKOFF_SECONDS
 
 
 class _ReadCommittedConsumer(faust_aiokafka.Consumer):
@@ -51,6 +73,13 @@ class _ReadCommittedTransport(faust_aiokafka.Transport):
 class ReadCommittedApp(faust.App):
     def _new_transport(self) -> faust_aiokafka.Transport:
         return _ReadCommittedTransport(self.conf.broker_consumer, self)
+
+
+def prefetch_backoff(app: faust.App) -> float | None:
+    """The prefetch backoff of the app's aiokafka fetcher, once it is started."""
+    thread = getattr(app.consumer, "_thread", None)
+    consumer = getattr(thread, "_consumer", None)
+    return getattr(getattr(consumer, "_fetcher", None), "_prefetch_backoff", None)
 
 
 def isolation_level(app: faust.App) -> str | None:
