@@ -1,35 +1,52 @@
 """The router: a Faust app that turns each event into one delivery task per
 matching webhook, and never commits the offset of an event it did not finish.
 
+- **Batches.** The agent runs ROUTE_CONCURRENCY actors on one `noack` stream
+  of `events`. Each actor's reader task moves events from the stream to a
+  queue (at most MAX_BATCH) as they come; the actor waits only while it holds
+  none, then takes every event read meanwhile and routes them together
+  (`_route_batch`): it plans each (planning.py, pure), hands all their records
+  to Faust's producer without awaiting any (`app.producer.send`, which returns
+  aiokafka's future of the record's acknowledgement, so the records go in as
+  few requests as the producer makes), waits until every one is acknowledged
+  or failed, and only then acknowledges the events. An actor never waits on
+  the stream while it holds an event it has not routed: Faust waits for those
+  at a rebalance. Two actors, so that one routes while the other waits for
+  Kafka; more only split the batches.
 - **The event log hears of every routed event.** With its tasks goes one
   `Routed` record to `eventlog.updates` (schemas/eventlog.py), matched or
   not: where the event is in `events` and which webhooks it matched, keyed by
-  its app id. It is acknowledged with the tasks, or, when a task is larger
-  than a producer batch (a refusal of it would dead-letter the event, which
-  then has no `Routed`), right after them. A dead-lettered event has none.
-- **Acks in offset order.** The agent reads a `noack` stream and acknowledges
-  an event only once its tasks and `Routed` record (or its dead letter) were
-  acknowledged by Kafka
-  and every event taken before it from its partition is finished too
-  (in_order_acks.py: otherwise Faust commits past an event that another of the
-  16 actors sharing the partition is still routing). Faust flushes its
-  producer before it commits.
-- **Failure handling wraps the handler** (`_route_one`, `_dead_letter`): a
+  its app id. It is sent with the tasks, or, when a task is larger than a
+  producer batch (a refusal of it would dead-letter the event, which then has
+  no `Routed`), in a second round once the tasks are acknowledged. A
+  dead-lettered event has none.
+- **Acks in offset order.** An event is acknowledged only once its tasks and
+  `Routed` record (or its dead letter) were acknowledged by Kafka and every
+  event read before it from its partition is finished too (in_order_acks.py:
+  otherwise Faust commits past an event that the other actor, or a later batch,
+  is still routing). Events of an earlier assignment are never acknowledged,
+  and those read before a rebalance and not yet routed are dropped unrouted:
+  the partition's owner reads them again from its committed offset (see
+  `_on_assigned`). Faust flushes its producer before it commits.
+- **Failure handling wraps the handler** (`_route_batch`, `_dead_letter`): a
   record that cannot be decoded or planned, for any reason (a null value,
   not JSON, `data` nested too deep, a RecursionError or any error planning
   it), and an event whose delivery task is too large for `deliveries`, go to
-  `events.dlq` with the reason. Sizes are checked before sending against the
-  `max.message.bytes` of `deliveries` and `events.dlq`, read from the broker
-  at start, and the producer's request size (planning.py); a task the broker
-  still refuses with MessageSizeTooLargeError dead-letters its event too, when
-  it was alone in its batch (larger than the producer's batch size).
+  `events.dlq` with the reason; its batch-mates are routed as if it were not
+  there. Sizes are checked before sending against the `max.message.bytes` of
+  `deliveries` and `events.dlq`, read from the broker at start, and the
+  producer's request size (planning.py); a task the broker still refuses with
+  MessageSizeTooLargeError dead-letters its event too (in the second round),
+  when it was alone in its producer batch (larger than the producer's batch
+  size).
 - **Anything else ends the process before the event's offset can be
-  committed**: a KafkaError or timeout from a send (`HOOKBUS_ROUTER_SEND_TIMEOUT`;
-  a task's or a `Routed` record's),
-  a failed dead-letter write, a bug. The router logs one critical line with
-  the event's topic, partition and offset and calls `os._exit(70)`. Not an
-  exception, nor a graceful stop: an exception out of the actor makes Faust
-  abandon its stream iterator, whose `finally` acknowledges the event
+  committed**: a KafkaError or timeout from any send of a batch
+  (`HOOKBUS_ROUTER_SEND_TIMEOUT`; a task's, a `Routed` record's or a dead
+  letter's), a bug. Once every send of the batch has settled, the router logs
+  one critical line with the topic, partition and offset of the first event
+  that failed and calls `os._exit(70)`, acknowledging nothing of the batch.
+  Not an exception, nor a graceful stop: an exception out of the actor makes
+  Faust abandon its stream iterator, whose `finally` acknowledges the event
   (faust-streaming issue 527), the supervisor restarts the actor, and the
   next commit (every second, and on a graceful stop) takes the offset. A
   hard exit runs no `finally`, no commit and no other actor's work: the failed
@@ -42,7 +59,8 @@ matching webhook, and never commits the offset of an event it did not finish.
   flight) are routed again, and their endpoints receive them twice, with the
   same `webhook-id`.
 - **read_committed**: records of aborted Kafka transactions (ingest's batches)
-  are never routed (read_committed.py).
+  are never routed (read_committed.py, which also keeps a partition from
+  waiting behind a long-polling fetch of the others).
 """
 
 from __future__ import annotations
@@ -50,6 +68,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NoReturn
 
@@ -76,12 +95,19 @@ from services.router.planning import (
     refusal_may_dead_letter,
     task_key,
 )
-from services.router.read_committed import ISOLATION_LEVEL, ReadCommittedApp, isolation_level
+from services.router.read_committed import (
+    ISOLATION_LEVEL,
+    ReadCommittedApp,
+    isolation_level,
+    prefetch_backoff,
+)
 from services.router.settings import Settings
 from services.router.topic_limits import max_message_bytes
 
 log = logging.getLogger(__name__)
-ROUTE_CONCURRENCY = 16
+ROUTE_CONCURRENCY = 2
+# The most events routed together (all those read meanwhile, up to this many).
+MAX_BATCH = 500
 # The exit status after an unknown failure (EX_SOFTWARE, as ingest's).
 EXIT_UNFINISHED_EVENT = 70
 LIMITS_RETRY_SECONDS = 2.0
@@ -137,10 +163,10 @@ class Router:
             datadir=settings.data_dir,
         )
         events = self.app.topic(self.topics.events)
-        self._deliveries = self.app.topic(self.topics.deliveries)
-        self._dead_letters = self.app.topic(self.topics.events_dlq)
-        self._updates = self.app.topic(self.topics.eventlog_updates)
-        # Several actors share each partition, so that one event's writes are
+        self._deliveries_topic = self.topics.deliveries
+        self._dead_letters_topic = self.topics.events_dlq
+        self._updates_topic = self.topics.eventlog_updates
+        # Two actors share the stream, so that one batch's writes are
         # acknowledged while the next is routed; acks go in offset order.
         self.app.agent(events, name="route", concurrency=ROUTE_CONCURRENCY)(self._route)
         self.limits: Limits | None = None
@@ -157,7 +183,8 @@ class Router:
             _exit_now(f"the consumer reads with isolation level {level!r}, not "
                       f"{ISOLATION_LEVEL!r}: aborted transactions would be routed")
         if not self._assigned:
-            log.info("reading %s with isolation level %s", self.topics.events, level)
+            log.info("reading %s with isolation level %s and a prefetch backoff of %s s",
+                     self.topics.events, level, prefetch_backoff(self.app))
         generation = self.app.consumer_generation_id
         # Events of an earlier assignment are never acknowledged: the
         # partition's owner reads them again from its committed offset.
@@ -214,60 +241,132 @@ class Router:
         await self.view.ready.wait()
         await self._limits_loaded.wait()
         manual = stream.noack()
-        message: faust.types.Message | None = None
+        read: asyncio.Queue[faust.types.EventT] = asyncio.Queue(maxsize=MAX_BATCH)
+        reader = asyncio.ensure_future(self._read(manual, read))
+        batch: list[faust.types.EventT] = []
         try:
-            async for event in manual.events():
-                message = event.message
-                partition = (message.topic, message.partition, message.generation_id)
-                self._acks.taken(partition, message.offset, event)
-                await self._route_one(message)
-                self._mark_routed(message)
-                for done in self._acks.finished(partition, message.offset):
-                    if done.message.generation_id == self.app.consumer_generation_id:
-                        await manual.ack(done)
-                message = None
+            while True:
+                # Waits only while it holds nothing: then routes all that was read.
+                batch = [await read.get()]
+                while not read.empty():
+                    batch.append(read.get_nowait())
+                # Read before a rebalance: never acknowledged, their partition's
+                # owner reads them again.
+                generation = self.app.consumer_generation_id
+                batch = [e for e in batch if e.message.generation_id == generation]
+                if not batch:
+                    continue
+                await self._route_batch(batch)
+                for done in self._finished(batch):
+                    await manual.ack(done)
+                batch = []
         except Exception as exc:  # unknown: end the process before any commit
-            _exit_unfinished(message, exc)
+            _exit_unfinished(batch[0].message if batch else None, exc)
+        finally:
+            reader.cancel()
 
-    async def _route_one(self, message: faust.types.Message) -> None:
-        """Write the event's delivery tasks and its `Routed` record, or its dead
-        letter; returns once Kafka acknowledged them. Raises on any failure but
-        a task refused as too large when that dead-letters the event."""
-        assert self.limits is not None
-        outcome = plan(
-            message.value, partition=message.partition, offset=message.offset,
-            timestamp_ms=int(message.timestamp * 1000), index=self.index, limits=self.limits,
-        )
-        if isinstance(outcome, Unroutable):
-            await self._dead_letter(message, outcome.reason)
-            return
-        # A refusal of a task larger than a producer batch dead-letters the
-        # event, which must then have no Routed record: it waits for the tasks.
-        routed_after = refusal_may_dead_letter(
-            outcome.tasks, producer_batch_size=self.app.conf.producer_max_batch_size)
+    async def _read(self, stream: faust.StreamT, read: asyncio.Queue) -> None:
+        """Move the stream's events to `read` as they come (at most MAX_BATCH
+        wait there), so that the router never waits on the stream while it
+        holds an event it has not routed (Faust waits for those at a rebalance)."""
         try:
-            sent = [await self._deliveries.send(key=task_key(webhook_id), value=task)
-                    for webhook_id, task in outcome.tasks]
-            if not routed_after:
-                sent.append(await self._send_routed(outcome))
-            await _all_acknowledged(sent)
-        except Exception as exc:
+            async for event in stream.events():
+                message = event.message
+                self._acks.taken((message.topic, message.partition, message.generation_id),
+                                 message.offset, event)
+                await read.put(event)
+        except Exception as exc:  # unknown: end the process before any commit
+            _exit_unfinished(None, exc)
+
+    async def _route_batch(self, events: list[faust.types.EventT]) -> None:
+        """Write every event's delivery tasks and `Routed` record, or its dead
+        letter; returns once Kafka acknowledged them all. Ends the process on
+        any failure but a task refused as too large when that dead-letters its
+        event (then that event only)."""
+        assert self.limits is not None
+        batch_size = self.app.conf.producer_max_batch_size
+        batch = [_Taken(event, plan(
+            event.message.value, partition=event.message.partition,
+            offset=event.message.offset, timestamp_ms=int(event.message.timestamp * 1000),
+            index=self.index, limits=self.limits)) for event in events]
+        # All records are handed to the producer before any is awaited, so
+        # that they travel in as few requests as the producer can make.
+        for taken in batch:
+            outcome = taken.outcome
+            if isinstance(outcome, Unroutable):
+                taken.sent.append(await self._dead_letter(taken.message, outcome.reason))
+                continue
+            for webhook_id, task in outcome.tasks:
+                taken.sent.append(await self._send(self._deliveries_topic,
+                                                   task_key(webhook_id), task))
+            # A refusal of a task larger than a producer batch dead-letters the
+            # event, which must then have no Routed record: it waits for the tasks.
+            taken.routed_after = refusal_may_dead_letter(outcome.tasks,
+                                                         producer_batch_size=batch_size)
+            if not taken.routed_after:
+                taken.sent.append(await self._send_routed(outcome))
+        await _settled([future for taken in batch for future in taken.sent])
+
+        second: list[_Taken] = []
+        for taken in batch:
+            failure = _failure(taken.sent)
+            if failure is None:
+                if taken.routed_after:
+                    assert isinstance(taken.outcome, Routed)
+                    taken.sent = [await self._send_routed(taken.outcome)]
+                    second.append(taken)
+                continue
             refused = after_refusal_as_too_large(
-                outcome.tasks, producer_batch_size=self.app.conf.producer_max_batch_size,
-            ) if _refused_as_too_large(exc) else None
+                taken.outcome.tasks, producer_batch_size=batch_size,
+            ) if isinstance(taken.outcome, Routed) and _refused_as_too_large(failure) else None
             if refused is None:
-                raise
-            await self._dead_letter(message, refused.reason)
-            return
-        if routed_after:
-            await _all_acknowledged([await self._send_routed(outcome)])
-        self.metrics.deliveries.inc(len(outcome.tasks))
-        self.metrics.events.labels("routed" if outcome.tasks else "unmatched").inc()
+                _exit_unfinished(taken.message, failure)
+            taken.outcome = refused
+            taken.sent = [await self._dead_letter(taken.message, refused.reason)]
+            second.append(taken)
+        if second:
+            await _settled([future for taken in second for future in taken.sent])
+            for taken in second:
+                failure = _failure(taken.sent)
+                if failure is not None:
+                    _exit_unfinished(taken.message, failure)
+
+        for taken in batch:
+            outcome = taken.outcome
+            if isinstance(outcome, Unroutable):
+                self.metrics.events.labels("dead_lettered").inc()
+            else:
+                self.metrics.deliveries.inc(len(outcome.tasks))
+                self.metrics.events.labels("routed" if outcome.tasks else "unmatched").inc()
+
+    def _finished(self, batch: list[faust.types.EventT]) -> list[faust.types.EventT]:
+        """The events that may be acknowledged now that `batch` is finished:
+        in offset order, of the current assignment only."""
+        generation = self.app.consumer_generation_id
+        done: list[faust.types.EventT] = []
+        for event in batch:
+            message = event.message
+            self._mark_routed(message)
+            done += [e for e in self._acks.finished(
+                (message.topic, message.partition, message.generation_id), message.offset)
+                if e.message.generation_id == generation]
+        return done
+
+    async def _send(self, topic: str, key: bytes | None, value: bytes) -> asyncio.Future:
+        """Hand one record to the producer; the future of its acknowledgement
+        (failed at once when the producer refuses it)."""
+        try:
+            return await self.app.producer.send(topic, key, value, partition=None,
+                                                timestamp=None, headers=None)
+        except Exception as exc:
+            failed: asyncio.Future = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
 
     async def _send_routed(self, outcome: Routed) -> asyncio.Future:
-        return await self._updates.send(key=outcome.update_key, value=outcome.update)
+        return await self._send(self._updates_topic, outcome.update_key, outcome.update)
 
-    async def _dead_letter(self, message: faust.types.Message, reason: str) -> None:
+    async def _dead_letter(self, message: faust.types.Message, reason: str) -> asyncio.Future:
         assert self.limits is not None
         log.warning("event record %s/%d@%d to the dead letters: %s",
                     message.topic, message.partition, message.offset, reason)
@@ -276,8 +375,7 @@ class Router:
             offset=message.offset, key=message.key, value=message.value,
             failed_at=datetime.now(UTC), limit=self.limits.dead_letters,
         )
-        await (await self._dead_letters.send(key=key, value=letter))
-        self.metrics.events.labels("dead_lettered").inc()
+        return await self._send(self._dead_letters_topic, key, letter)
 
     def _mark_routed(self, message: faust.types.Message) -> None:
         key = (message.topic, message.partition)
@@ -292,12 +390,36 @@ class Router:
                     max(0, end - done))
 
 
-async def _all_acknowledged(sent: list[asyncio.Future]) -> None:
-    """Wait for every send; raise the first failure once all are settled."""
-    results = await asyncio.gather(*sent, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
+@dataclass(slots=True)
+class _Taken:
+    """An event of a batch: its plan, and the acknowledgements of what was
+    sent for it."""
+
+    event: faust.types.EventT
+    outcome: Routed | Unroutable
+    sent: list[asyncio.Future] = field(default_factory=list)
+    routed_after: bool = False  # its Routed record waits for its tasks
+
+    @property
+    def message(self) -> faust.types.Message:
+        return self.event.message
+
+
+async def _settled(sent: list[asyncio.Future]) -> None:
+    """Wait until every send has succeeded or failed."""
+    if sent:
+        await asyncio.wait(sent)
+
+
+def _failure(sent: list[asyncio.Future]) -> BaseException | None:
+    """The first failure among settled sends (a cancellation is raised: the
+    router is stopping)."""
+    for future in sent:
+        if future.cancelled():
+            raise asyncio.CancelledError
+        if future.exception() is not None:
+            return future.exception()
+    return None
 
 
 def _refused_as_too_large(exc: BaseException | None) -> bool:

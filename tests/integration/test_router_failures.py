@@ -22,9 +22,12 @@ from aiokafka.errors import MessageSizeTooLargeError
 
 from devtools.broker import Broker
 from devtools.processes import Stack
+from schemas.deliveries import delivery_task_decoder
+from schemas.eventlog import Routed, update_decoder
 from schemas.events import EventDeadLetter
 from services.common.topics import Topics, ensure_topics
 from services.router.app import EXIT_UNFINISHED_EVENT
+from services.router.read_committed import PREFETCH_BACKOFF_SECONDS
 from tests.conftest import PARTITIONS, Receiver, consumer_records, make_stack
 from tests.integration.client import Client
 
@@ -130,6 +133,35 @@ async def write_events(bootstrap: str, topic: str, *values: bytes | None) -> Non
         await producer.stop()
 
 
+async def write_together(bootstrap: str, topic: str, prefix: str,
+                         *values: bytes | None) -> list[int]:
+    """Records written to partition 0 of `topic` in one Kafka transaction, so
+    that a read_committed consumer (the router) sees them all at once and reads
+    them together; their offsets."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=4_000_000,
+                                transactional_id=f"{prefix}test-together")
+    await producer.start()
+    try:
+        async with producer.transaction():
+            sent = [await producer.send(topic, value, key=APP.encode(), partition=0)
+                    for value in values]
+        return [(await future).offset for future in sent]
+    finally:
+        await producer.stop()
+
+
+def event_record(event_id: str, data: bytes = b"{}") -> bytes:
+    return b'{"id": "%s", "type": "message.received", "app_id": "%s", "data": %s}' % (
+        event_id.encode(), APP.encode(), data)
+
+
+async def wait_committed(bootstrap: str, group: str, tp: TopicPartition, offset: int) -> None:
+    """Until the group's committed offset of `tp` is past `offset`."""
+    async with asyncio.timeout(30):
+        while (await committed_offset(bootstrap, group, tp) or 0) <= offset:
+            await asyncio.sleep(0.5)
+
+
 async def wait_exit(stack: Stack, name: str, timeout: float = 60) -> int:
     process = stack.services[name].process
     return await asyncio.wait_for(asyncio.to_thread(process.wait), timeout)
@@ -209,6 +241,56 @@ async def test_tasks_too_large_for_deliveries_dead_letter_their_event(
         assert stack.services["router"].alive
 
 
+async def test_a_batch_mixing_poison_and_good_events_dead_letters_only_the_poison(
+    kafka: Broker, prefix: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    # Records the router reads together are routed together; whatever is
+    # wrong with one of them (it cannot be planned, its task is too large for
+    # the limit read at start, or the broker refuses its task) is that one's.
+    topics = Topics(prefix, retry_delays=(1, 2))
+    await create_topics(kafka.bootstrap, topics, deliveries={"max.message.bytes": "65536"})
+    async with running(kafka, topics, tmp_path, "ingest", "router") as stack, \
+            aiohttp.ClientSession() as http:
+        hook = await webhook(Client(http, stack.ingest_url, APP), receiver, "/h")
+        # Under the limit read at start, over the broker's now (and alone in
+        # its producer batch): refused by the broker.
+        await set_max_message_bytes(kafka.bootstrap, topics.deliveries, 32_768)
+        good = [f"evt_good{n}" for n in range(5)]
+        poison = {
+            "not json": b"not json",
+            "tombstone": None,
+            "planned too large": event_record("evt_large", b'{"t": "%s"}' % (b"x" * 100_000)),
+            "refused": event_record("evt_refused", b'{"t": "%s"}' % (b"y" * 50_000)),
+            "deep": event_record("evt_deep", nested(300)),
+        }
+        values = [event_record(good[0]), poison["not json"], event_record(good[1]),
+                  poison["tombstone"], poison["planned too large"], event_record(good[2]),
+                  poison["refused"], event_record(good[3]), poison["deep"],
+                  event_record(good[4])]
+        offsets = await write_together(kafka.bootstrap, topics.events, prefix, *values)
+        await wait_committed(kafka.bootstrap, f"{prefix}router",
+                             TopicPartition(topics.events, 0), offsets[-1])
+
+        letters = await dead_letters(kafka.bootstrap, topics, len(poison))
+        poisoned = {offsets[values.index(value)]: name for name, value in poison.items()}
+        assert {letter.offset: letter.reason for letter in letters}.keys() == poisoned.keys()
+        reasons = {poisoned[letter.offset]: letter.reason for letter in letters}
+        assert "not an event envelope" in reasons["not json"]
+        assert "tombstone" in reasons["tombstone"]
+        assert "over the 65536 bytes the deliveries topic takes" in reasons["planned too large"]
+        assert "the broker refused a task of" in reasons["refused"]
+        assert "nested 301 levels deep" in reasons["deep"]
+        tasks = [delivery_task_decoder.decode(r.value)
+                 for r in await consumer_records(kafka.bootstrap, topics.deliveries)
+                 if r.key != PROBE]
+        assert sorted(t.event_id for t in tasks) == good
+        assert {t.webhook_id for t in tasks} == {hook["id"]}
+        routed = [update for r in await consumer_records(kafka.bootstrap, topics.eventlog_updates)
+                  if isinstance(update := update_decoder.decode(r.value), Routed)]
+        assert sorted(u.event_id for u in routed) == good  # none for a dead-lettered event
+        assert stack.services["router"].alive
+
+
 # Failures that end the router before the event's offset is committed -------
 
 async def test_a_failed_send_stops_the_router_and_the_event_is_routed_after_restart(
@@ -273,6 +355,47 @@ async def test_a_failed_dead_letter_write_stops_the_router_and_is_retried_after_
         assert stack.services["router"].alive
 
 
+async def test_a_failed_send_in_a_batch_stops_the_router_before_any_of_it_is_committed(
+    kafka: Broker, prefix: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    topics = Topics(prefix, retry_delays=(1, 2))
+    await create_topics(kafka.bootstrap, topics)
+    async with running(kafka, topics, tmp_path, "ingest", "router") as stack, \
+            aiohttp.ClientSession() as http:
+        await webhook(Client(http, stack.ingest_url, APP), receiver, "/h")
+        # The fault: `events.dlq` takes less than the router read at start, so
+        # the poison's dead letter is refused while its batch-mates' tasks are
+        # written.
+        await set_max_message_bytes(kafka.bootstrap, topics.events_dlq, 20_000)
+        good = [f"evt_batch{n}" for n in range(4)]
+        poison = b"not an event " * 4_000  # 52 kB: its dead letter is larger still
+        offsets = await write_together(
+            kafka.bootstrap, topics.events, prefix, event_record(good[0]),
+            event_record(good[1]), poison, event_record(good[2]), event_record(good[3]))
+
+        assert await wait_exit(stack, "router") == EXIT_UNFINISHED_EVENT
+        where = f"{topics.events}/0@{offsets[2]}"
+        critical = [json.loads(line) for line in stack.services["router"].log().splitlines()
+                    if line.startswith("{") and '"critical"' in line]
+        assert [line for line in critical if where in line["message"]], critical
+        committed = await committed_offset(kafka.bootstrap, f"{prefix}router",
+                                           TopicPartition(topics.events, 0))
+        assert committed is None or committed <= offsets[2]
+
+        # Restarted, the router reads the new limit, fits the letter to it, and
+        # routes (again, if need be) everything after the last commit.
+        stack.start("deliverer")
+        stack.restart("router")
+        await stack.wait_ready()
+        for event_id in good:
+            await receiver.wait_for("/h", event_id, timeout=60)
+        [letter] = await dead_letters(kafka.bootstrap, topics, 1)
+        assert (letter.partition, letter.offset) == (0, offsets[2])
+        await wait_committed(kafka.bootstrap, f"{prefix}router",
+                             TopicPartition(topics.events, 0), offsets[-1])
+        assert stack.services["router"].alive
+
+
 # Transactions --------------------------------------------------------------
 
 async def test_events_of_aborted_transactions_are_never_routed(
@@ -299,3 +422,6 @@ async def test_events_of_aborted_transactions_are_never_routed(
     after = await client.publish("message.received")
     await receiver.wait_for("/h", after)
     assert "evt_aborted" not in [r.headers["webhook-id"] for r in receiver.on("/h")]
+    # Set on the consumer Faust runs, as it runs (read_committed.py).
+    assert (f"reading {topics.events} with isolation level read_committed and a prefetch "
+            f"backoff of {PREFETCH_BACKOFF_SECONDS} s") in stack.services["router"].log()
