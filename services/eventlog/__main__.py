@@ -48,8 +48,7 @@ async def _partitions(settings: Settings, timeout: float = 120.0) -> int:
 
 def main() -> int:
     settings = settings_or_exit("eventlog", Settings.from_env)
-    # uvloop, as ingest and the deliverer: Faust (mode) runs on the policy's loop
-    # (the router measured no difference with it and does without).
+    # uvloop, as every service: Faust (mode) runs on the policy's loop.
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     prometheus_client.disable_created_metrics()
     partitions = asyncio.run(_partitions(settings))

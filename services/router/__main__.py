@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import faust
 import prometheus_client
+import uvloop
 
 from services.common import logs
 from services.common.config import settings_or_exit
@@ -15,6 +17,8 @@ from services.router.settings import Settings
 
 def main() -> int:
     settings = settings_or_exit("router", Settings.from_env)
+    # uvloop, as every service: Faust (mode) runs on the policy's loop.
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     prometheus_client.disable_created_metrics()  # no `_created` series beside each counter
     router = Router(settings)
     worker = faust.Worker(
