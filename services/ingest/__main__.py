@@ -11,7 +11,7 @@ import uvloop
 
 from services.common import logs
 from services.common.config import Env, settings_or_exit
-from services.ingest.app import create_app
+from services.ingest.app import REQUESTS_GRACE, create_app
 from services.ingest.settings import Settings
 
 
@@ -26,7 +26,7 @@ def main() -> int:
         port=settings.http_port,
         access_log=None,
         print=None,
-        shutdown_timeout=10,
+        shutdown_timeout=REQUESTS_GRACE / 2,  # waited twice (see REQUESTS_GRACE)
         loop=uvloop.new_event_loop(),
     )
     return 0

@@ -34,10 +34,16 @@ from services.ingest.settings import Settings
 from services.ingest.state import INGEST, Ingest
 
 log = logging.getLogger(__name__)
+# How long the requests under way at a SIGTERM may still take, in all. aiohttp
+# waits its `shutdown_timeout` for a request's handler, then, having aborted
+# only the reading of its body, as long again before cancelling it: run_app
+# gets half of this (__main__.py). A shutdown_timeout of 10 s held a request
+# waiting for an unanswering broker 20 s, and ingest was SIGKILLed.
+REQUESTS_GRACE = 10.0
 # The Kafka clients' close, all steps together (each step also has its own
-# limit; see services/common/shutdown.py): after aiohttp's 10 s for the requests
-# under way, within Kubernetes' 20 s grace. Every 202 was acknowledged by Kafka
-# before it was sent, so an abandoned close loses nothing a client was told.
+# limit; see services/common/shutdown.py): after the requests' grace, within
+# Kubernetes' 20 s. Every 202 was acknowledged by Kafka before it was sent, so
+# an abandoned close loses nothing a client was told.
 CLOSE_BUDGET = 6.0
 
 
