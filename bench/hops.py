@@ -14,6 +14,12 @@ receiver, and printed as p50, p90 and p99 per hop:
 - publish -> receipt, and the publish's own round trip (ingest's answer waits
   for Kafka's acknowledgement).
 
+With `--flood N`, as `make bench`'s noisy neighbour: another app with eight
+webhooks to endpoints that answer after 5 s publishes N events in one batch
+just before the paced events, so that the hops show where a quiet app's
+events wait beside a flood (its events and the flood's are on different
+partitions of `events`: their keys are the app ids).
+
 Times of two processes are compared (the records' CreateTime is the writer's
 clock), all on this machine's one clock."""
 
@@ -30,7 +36,7 @@ from pathlib import Path
 import aiohttp
 from aiokafka import AIOKafkaConsumer
 
-from bench.run import Bench, CountingReceivers, data_of, percentile, wait_for
+from bench.run import NOISY_APP, Bench, CountingReceivers, data_of, percentile, wait_for
 from devtools.broker import Broker, free_port
 
 WARM = 200
@@ -65,13 +71,25 @@ async def _record_times(bootstrap: str, events: str, deliveries: str,
     return created, routed
 
 
-async def run(rate: float, seconds: float) -> dict[str, list[float]]:
+async def _flood(bench: Bench, http: aiohttp.ClientSession, url: str, events: int) -> None:
+    """`events` events of the noisy app, in batches of 500."""
+    body = [{"type": "message.received", "data": data_of(n)} for n in range(events)]
+    for start in range(0, events, 500):
+        async with http.post(f"{url}/v1/apps/{NOISY_APP}/events/batch",
+                             headers=bench.headers_for(NOISY_APP),
+                             json={"events": body[start:start + 500]}) as response:
+            assert response.status == 202, await response.text()
+
+
+async def run(rate: float, seconds: float, flood: int = 0) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory(prefix="hookbus-hops-") as tmp:
         workdir = Path(tmp)
         broker = Broker(workdir / "kafka", free_port(), free_port())
         await asyncio.to_thread(broker.start)
         receiver = CountingReceivers()
         await receiver.start()
+        slow = CountingReceivers(slow_seconds=5.0)
+        await slow.start()
         bench = Bench(broker, workdir)
         try:
             stack = await bench.stack()
@@ -79,7 +97,12 @@ async def run(rate: float, seconds: float) -> dict[str, list[float]]:
                 app, path = "app_hops", "/hops"
                 async with aiohttp.ClientSession() as http:
                     await bench.warmed_endpoint(http, stack, receiver, app, path, WARM)
+                    if flood:
+                        for n in range(8):
+                            await bench.subscribe(http, stack, slow.url(f"/slow{n}"), NOISY_APP)
                     await asyncio.sleep(5)
+                    if flood:
+                        await _flood(bench, http, stack.ingest_url, flood)
                     sent = await _paced(bench, http, f"{stack.ingest_url}/v1/apps/{app}/events",
                                         app, rate, seconds)
                     await wait_for(lambda: all((path, i) in receiver.arrivals for i in sent), 120)
@@ -90,6 +113,7 @@ async def run(rate: float, seconds: float) -> dict[str, list[float]]:
                 await bench.stop(stack)
         finally:
             await receiver.stop()
+            await slow.stop()
             await asyncio.to_thread(broker.stop)
     # The receiver notes arrivals on the monotonic clock; the records carry wall time.
     offset = time.time() - time.monotonic()
@@ -132,9 +156,12 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=100.0, help="events per second")
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--flood", type=int, default=0, metavar="N",
+                        help="another app publishes N events to 8 slow endpoints first")
     args = parser.parse_args()
-    hops = asyncio.run(run(args.rate, args.seconds))
-    print(f"{len(hops['publish -> receipt'])} events at {args.rate:g}/s")
+    hops = asyncio.run(run(args.rate, args.seconds, args.flood))
+    beside = f", beside a flood of {args.flood} events to 8 slow endpoints" if args.flood else ""
+    print(f"{len(hops['publish -> receipt'])} events at {args.rate:g}/s{beside}")
     for name, values in hops.items():
         print(_row(name, values))
 
