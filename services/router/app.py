@@ -4,7 +4,8 @@ matching webhook, and never commits the offset of an event it did not finish.
 - **Batches.** The agent runs ROUTE_CONCURRENCY actors on one `noack` stream
   of `events`. Each actor's reader task moves events from the stream to a
   queue (at most MAX_BATCH) as they come; the actor waits only while it holds
-  none, then takes every event read meanwhile and routes them together
+  none, then takes every event read meanwhile (at most MAX_BATCH_BYTES of
+  them: each plans a task per matching webhook) and routes them together
   (`_route_batch`): it plans each (planning.py, pure), hands all their records
   to Faust's producer without awaiting any (`app.producer.send`, which returns
   aiokafka's future of the record's acknowledgement, so the records go in as
@@ -108,6 +109,10 @@ log = logging.getLogger(__name__)
 ROUTE_CONCURRENCY = 2
 # The most events routed together (all those read meanwhile, up to this many).
 MAX_BATCH = 500
+# ... and the most bytes of them (but one event, whatever its size): a batch is
+# planned whole before any of it is sent, a task per matching webhook, so
+# that 500 events of 1 MB to ten webhooks are not 5 GB held at once.
+MAX_BATCH_BYTES = 4 * 1024 * 1024
 # The exit status after an unknown failure (EX_SOFTWARE, as ingest's).
 EXIT_UNFINISHED_EVENT = 70
 LIMITS_RETRY_SECONDS = 2.0
@@ -244,12 +249,20 @@ class Router:
         read: asyncio.Queue[faust.types.EventT] = asyncio.Queue(maxsize=MAX_BATCH)
         reader = asyncio.ensure_future(self._read(manual, read))
         batch: list[faust.types.EventT] = []
+        carried: faust.types.EventT | None = None  # read, over the last batch's bytes
         try:
             while True:
-                # Waits only while it holds nothing: then routes all that was read.
-                batch = [await read.get()]
+                # Waits only while it holds nothing: then routes what was read,
+                # up to MAX_BATCH_BYTES of events (each plans a task per webhook).
+                batch = [carried if carried is not None else await read.get()]
+                carried, size = None, _value_bytes(batch[0])
                 while not read.empty():
-                    batch.append(read.get_nowait())
+                    event = read.get_nowait()
+                    size += _value_bytes(event)
+                    if size > MAX_BATCH_BYTES:
+                        carried = event
+                        break
+                    batch.append(event)
                 # Read before a rebalance: never acknowledged, their partition's
                 # owner reads them again.
                 generation = self.app.consumer_generation_id
@@ -403,6 +416,10 @@ class _Taken:
     @property
     def message(self) -> faust.types.Message:
         return self.event.message
+
+
+def _value_bytes(event: faust.types.EventT) -> int:
+    return len(event.message.value or b"")
 
 
 async def _settled(sent: list[asyncio.Future]) -> None:
