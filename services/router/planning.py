@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from itertools import accumulate
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -304,7 +305,8 @@ def _as_read(value: bytes) -> _RecordAsRead | None:
 
 
 _NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
-_INNERMOST_PAIRS = re.compile(rb"\[\]|\{\}")
+# +1 for an opening bracket, -1 for a closing one (indexed by byte).
+_BRACKET_STEP = [1 if b in b"[{" else -1 for b in range(256)]
 _LONG_DIGITS = re.compile(rb"[0-9]{300}")
 
 
@@ -341,15 +343,10 @@ def without_strings(json_text: bytes) -> bytes:
 def brackets_depth(json_text: bytes, most: int = MAX_DATA_DEPTH) -> int:
     """How deep the brackets of `json_text` (valid JSON without its strings)
     nest, as `nesting_depth` counts (`{}` is 1); `most + 1` when deeper than
-    `most`. Each pass removes the pairs innermost at its start."""
+    `most`. The deepest running count of open brackets: one pass, not one per
+    level (which took 2.8 s for 1 MB of arrays 255 deep)."""
     brackets = json_text.translate(None, _NOT_A_BRACKET)
-    depth = 0
-    while brackets:
-        if depth > most:
-            return most + 1
-        brackets = _INNERMOST_PAIRS.sub(b"", brackets)
-        depth += 1
-    return depth
+    return min(max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0), most + 1)
 
 
 def _may_nest_deeper_than(value: bytes, depth: int) -> bool:
