@@ -18,7 +18,8 @@ With `--flood N`, as `make bench`'s noisy neighbour: another app with eight
 webhooks to endpoints that answer after 5 s publishes N events in one batch
 just before the paced events, so that the hops show where a quiet app's
 events wait beside a flood (its events and the flood's are on different
-partitions of `events`: their keys are the app ids).
+partitions of `events`: their keys are the app ids, `app_quiet` and
+`app_noisy`).
 
 Times of two processes are compared (the records' CreateTime is the writer's
 clock), all on this machine's one clock."""
@@ -36,7 +37,7 @@ from pathlib import Path
 import aiohttp
 from aiokafka import AIOKafkaConsumer
 
-from bench.run import NOISY_APP, Bench, CountingReceivers, data_of, percentile, wait_for
+from bench.run import NOISY_APP, QUIET_APP, Bench, CountingReceivers, data_of, percentile, wait_for
 from devtools.broker import Broker, free_port
 
 WARM = 200
@@ -94,7 +95,8 @@ async def run(rate: float, seconds: float, flood: int = 0) -> dict[str, list[flo
         try:
             stack = await bench.stack()
             try:
-                app, path = "app_hops", "/hops"
+                # Beside a flood, make bench's quiet app (another partition than the flood's).
+                app, path = (QUIET_APP if flood else "app_hops"), "/hops"
                 async with aiohttp.ClientSession() as http:
                     await bench.warmed_endpoint(http, stack, receiver, app, path, WARM)
                     if flood:
