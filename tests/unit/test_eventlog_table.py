@@ -188,6 +188,15 @@ def _service(table: _FaustTable, acks: _Acks) -> eventlog_app.EventLog:
     return service
 
 
+@pytest.fixture(autouse=True)
+def _batches_of_the_fake_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file agent takes its batches with take_events_soon, which works on
+    a Faust stream's internals (tests/unit/test_eventlog_batching.py); here it
+    takes them from the fake stream below."""
+    monkeypatch.setattr(eventlog_app, "take_events_soon",
+                        lambda stream, max_, within: stream.take_events(max_, within))
+
+
 class _Stream:
     """A noack stream of eventlog.updates handing the file agent `batches`, then
     waiting (an idle topic) until `done` is set."""
