@@ -2,18 +2,25 @@
 matching webhook, and never commits the offset of an event it did not finish.
 
 - **Batches.** The agent runs ROUTE_CONCURRENCY actors on one `noack` stream
-  of `events`. Each actor's reader task moves events from the stream to a
-  queue (at most MAX_BATCH) as they come; the actor waits only while it holds
-  none, then takes every event read meanwhile (at most MAX_BATCH_BYTES of
-  them: each plans a task per matching webhook) and routes them together
-  (`_route_batch`): it plans each (planning.py, pure), hands all their records
-  to Faust's producer without awaiting any (`app.producer.send`, which returns
-  aiokafka's future of the record's acknowledgement, so the records go in as
-  few requests as the producer makes), waits until every one is acknowledged
-  or failed, and only then acknowledges the events. An actor never waits on
-  the stream while it holds an event it has not routed: Faust waits for those
-  at a rebalance. Two actors, so that one routes while the other waits for
-  Kafka; more only split the batches.
+  of `events`. Each actor's reader task moves events from the stream to an
+  inbox (at most MAX_HELD) as they come; the actor waits only while it holds
+  none, then routes a batch (`_route_batch`): it plans each event
+  (planning.py, pure), hands all their records to Faust's producer without
+  awaiting any (`app.producer.send`, which returns aiokafka's future of the
+  record's acknowledgement, so the records go in as few requests as the
+  producer makes), waits until every one is acknowledged or failed, and only
+  then acknowledges the events. An actor never waits on the stream while it
+  holds an event it has not routed: Faust waits for those at a rebalance. Two
+  actors, so that one routes while the other waits for Kafka.
+- **Fair to other apps.** A batch is planned and sent in one turn of the
+  event loop, and one app's flood must not pace another app's events through
+  it (`python -m bench.hops --flood 200`: a quiet app's router hop p99 was
+  0.3 s beside 1,600 tasks, 4 ms alone). So an actor takes events one per app
+  in turn (fair_inbox.py; the record key is the app id), stops a batch at
+  BATCH_RECORDS records or MAX_BATCH_BYTES of events, and before each batch
+  lets Faust's consumer hand on all it fetched (`_read_first`; Faust hands on
+  one record per turn, so routing as they came paced the reading of every
+  partition by the flood's fan-out).
 - **The event log hears of every routed event.** With its tasks goes one
   `Routed` record to `eventlog.updates` (schemas/eventlog.py), matched or
   not: where the event is in `events` and which webhooks it matched, keyed by
@@ -83,6 +90,7 @@ from services.common.kafka_clients import faust_options
 from services.common.ops_server import create_ops_app, start_ops_server
 from services.common.topics import Topics
 from services.common.webhooks_view import WebhooksView
+from services.router.fair_inbox import FairInbox
 from services.router.in_order_acks import InOrderAcks
 from services.router.matching import SubscriptionIndex
 from services.router.planning import (
@@ -101,18 +109,26 @@ from services.router.read_committed import (
     ReadCommittedApp,
     isolation_level,
     prefetch_backoff,
+    records_handed_on,
 )
 from services.router.settings import Settings
 from services.router.topic_limits import max_message_bytes
 
 log = logging.getLogger(__name__)
 ROUTE_CONCURRENCY = 2
-# The most events routed together (all those read meanwhile, up to this many).
-MAX_BATCH = 500
-# ... and the most bytes of them (but one event, whatever its size): a batch is
-# planned whole before any of it is sent, a task per matching webhook, so
-# that 500 events of 1 MB to ten webhooks are not 5 GB held at once.
+# The most events an actor holds read and not yet routed.
+MAX_HELD = 500
+# A batch takes events until their records (tasks, Routed records, dead
+# letters) reach BATCH_RECORDS: enough to share requests, few enough that
+# another app's event waits for little (an event's fan-out is never split)...
+BATCH_RECORDS = 32
+# ... and at most MAX_BATCH_BYTES of events (but one event, whatever its
+# size): a batch is planned whole before any of it is sent, a task per
+# matching webhook, so that 500 events of 1 MB to ten webhooks are not 5 GB
+# held at once.
 MAX_BATCH_BYTES = 4 * 1024 * 1024
+# The most an actor waits for the consumer to hand on its last fetch.
+READ_FIRST_SECONDS = 0.1
 # The exit status after an unknown failure (EX_SOFTWARE, as ingest's).
 EXIT_UNFINISHED_EVENT = 70
 LIMITS_RETRY_SECONDS = 2.0
@@ -246,31 +262,21 @@ class Router:
         await self.view.ready.wait()
         await self._limits_loaded.wait()
         manual = stream.noack()
-        read: asyncio.Queue[faust.types.EventT] = asyncio.Queue(maxsize=MAX_BATCH)
-        reader = asyncio.ensure_future(self._read(manual, read))
-        batch: list[faust.types.EventT] = []
-        carried: faust.types.EventT | None = None  # read, over the last batch's bytes
+        inbox: FairInbox[faust.types.EventT] = FairInbox(MAX_HELD)
+        reader = asyncio.ensure_future(self._read(manual, inbox))
+        batch: list[_Taken] = []
         try:
             while True:
-                # Waits only while it holds nothing: then routes what was read,
-                # up to MAX_BATCH_BYTES of events (each plans a task per webhook).
-                batch = [carried if carried is not None else await read.get()]
-                carried, size = None, _value_bytes(batch[0])
-                while not read.empty():
-                    event = read.get_nowait()
-                    size += _value_bytes(event)
-                    if size > MAX_BATCH_BYTES:
-                        carried = event
-                        break
-                    batch.append(event)
-                # Read before a rebalance: never acknowledged, their partition's
-                # owner reads them again.
-                generation = self.app.consumer_generation_id
-                batch = [e for e in batch if e.message.generation_id == generation]
+                # Waits only while it holds nothing; then lets the consumer hand
+                # on what it fetched, and routes what was read: one event per
+                # app in turn, up to BATCH_RECORDS records or MAX_BATCH_BYTES.
+                first = await inbox.get()
+                await self._read_first(inbox)
+                batch = self._take_batch(first, inbox)
                 if not batch:
                     continue
                 await self._route_batch(batch)
-                for done in self._finished(batch):
+                for done in self._finished([taken.event for taken in batch]):
                     await manual.ack(done)
                 batch = []
         except Exception as exc:  # unknown: end the process before any commit
@@ -278,8 +284,8 @@ class Router:
         finally:
             reader.cancel()
 
-    async def _read(self, stream: faust.StreamT, read: asyncio.Queue) -> None:
-        """Move the stream's events to `read` as they come (at most MAX_BATCH
+    async def _read(self, stream: faust.StreamT, inbox: FairInbox) -> None:
+        """Move the stream's events to `inbox` as they come (at most MAX_HELD
         wait there), so that the router never waits on the stream while it
         holds an event it has not routed (Faust waits for those at a rebalance)."""
         try:
@@ -287,21 +293,60 @@ class Router:
                 message = event.message
                 self._acks.taken((message.topic, message.partition, message.generation_id),
                                  message.offset, event)
-                await read.put(event)
+                await inbox.put(message.key, event)
         except Exception as exc:  # unknown: end the process before any commit
             _exit_unfinished(None, exc)
 
-    async def _route_batch(self, events: list[faust.types.EventT]) -> None:
+    async def _read_first(self, inbox: FairInbox) -> None:
+        """Wait, at most READ_FIRST_SECONDS and while `inbox` has room, until
+        Faust's consumer has handed on every record of its last fetch.
+
+        Faust hands records on one per turn of the event loop, and a batch's
+        planning and sends take a whole turn: routed as they came, a flood's
+        fan-out paced the reading of everything fetched after it, another
+        app's events on other partitions included."""
+        handed_on = records_handed_on(self.app)
+        if handed_on is None or handed_on.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READ_FIRST_SECONDS
+        while not handed_on.is_set() and not inbox.full() and loop.time() < deadline:
+            await asyncio.sleep(0)  # a turn: Faust hands on one more record
+
+    def _take_batch(self, first: faust.types.EventT, inbox: FairInbox) -> list[_Taken]:
+        """`first` and the events after it in the inbox's turn, planned, until
+        their records reach BATCH_RECORDS, the next would pass MAX_BATCH_BYTES
+        of events (a batch is planned whole before it is sent, a task per
+        matching webhook), or the inbox is empty. Events read before a
+        rebalance are dropped: never acknowledged, their partition's owner
+        reads them again."""
+        assert self.limits is not None
+        generation = self.app.consumer_generation_id
+        batch: list[_Taken] = []
+        records = size = 0
+        event = first
+        while True:
+            message = event.message
+            size += len(message.value or b"")
+            if message.generation_id == generation:
+                taken = _Taken(event, plan(
+                    message.value, partition=message.partition, offset=message.offset,
+                    timestamp_ms=int(message.timestamp * 1000), index=self.index,
+                    limits=self.limits))
+                batch.append(taken)
+                records += taken.records
+            if records >= BATCH_RECORDS or inbox.empty():
+                return batch
+            if size + len(inbox.peek().message.value or b"") > MAX_BATCH_BYTES:
+                return batch
+            event = inbox.get_nowait()
+
+    async def _route_batch(self, batch: list[_Taken]) -> None:
         """Write every event's delivery tasks and `Routed` record, or its dead
         letter; returns once Kafka acknowledged them all. Ends the process on
         any failure but a task refused as too large when that dead-letters its
         event (then that event only)."""
-        assert self.limits is not None
         batch_size = self.app.conf.producer_max_batch_size
-        batch = [_Taken(event, plan(
-            event.message.value, partition=event.message.partition,
-            offset=event.message.offset, timestamp_ms=int(event.message.timestamp * 1000),
-            index=self.index, limits=self.limits)) for event in events]
         # All records are handed to the producer before any is awaited, so
         # that they travel in as few requests as the producer can make.
         for taken in batch:
@@ -417,9 +462,11 @@ class _Taken:
     def message(self) -> faust.types.Message:
         return self.event.message
 
-
-def _value_bytes(event: faust.types.EventT) -> int:
-    return len(event.message.value or b"")
+    @property
+    def records(self) -> int:
+        """What it writes: its tasks and Routed record, or its dead letter."""
+        outcome = self.outcome
+        return 1 if isinstance(outcome, Unroutable) else 1 + len(outcome.tasks)
 
 
 async def _settled(sent: list[asyncio.Future]) -> None:

@@ -33,6 +33,7 @@ rest used 16-21 CPU-ms/s with it, 10-13 without (`python -m bench.router`)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -62,6 +63,20 @@ class _ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class _ReadCommittedConsumer(faust_aiokafka.Consumer):
+    # Set while every record of the last fetch was handed on: Faust's consumer
+    # asks for more only once it has, and hands them on one per turn of the
+    # event loop (the router lets it before routing more: app.py).
+    handed_on: asyncio.Event | None = None
+
+    async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
+        if self.handed_on is None:
+            self.handed_on = asyncio.Event()
+        self.handed_on.set()
+        records = await super()._getmany(active_partitions, timeout)
+        if any(records.values()):
+            self.handed_on.clear()
+        return records
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -80,6 +95,12 @@ def prefetch_backoff(app: faust.App) -> float | None:
     thread = getattr(app.consumer, "_thread", None)
     consumer = getattr(thread, "_consumer", None)
     return getattr(getattr(consumer, "_fetcher", None), "_prefetch_backoff", None)
+
+
+def records_handed_on(app: faust.App) -> asyncio.Event | None:
+    """Set while the app's consumer has handed on all it fetched (None
+    before its first fetch)."""
+    return getattr(app.consumer, "handed_on", None)
 
 
 def isolation_level(app: faust.App) -> str | None:
