@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -323,13 +324,18 @@ class Router:
 
     def _take_batch(self, first: faust.types.EventT, inbox: FairInbox) -> list[_Taken]:
         """`first` and the events after it in the inbox's turn, planned, until
-        their records reach BATCH_RECORDS, the next would pass MAX_BATCH_BYTES
+        their records reach BATCH_RECORDS (while the consumer's flow runs), the next would pass MAX_BATCH_BYTES
         of events (a batch is planned whole before it is sent, a task per
         matching webhook), or the inbox is empty. Events read before a
         rebalance are dropped: never acknowledged, their partition's owner
         reads them again."""
         assert self.limits is not None
         generation = self.app.consumer_generation_id
+        # While the consumer's flow is stopped (a rebalance, a SIGTERM) nothing
+        # more comes in and Faust waits for all that the actors hold: no
+        # record limit then (the bytes limit stays), or that wait costs a
+        # produce round trip and a batch's overhead per 32 records.
+        record_limit = BATCH_RECORDS if self.app.consumer.flow_active else math.inf
         batch: list[_Taken] = []
         records = size = 0
         event = first
@@ -343,7 +349,7 @@ class Router:
                     limits=self.limits))
                 batch.append(taken)
                 records += taken.records
-            if records >= BATCH_RECORDS or inbox.empty():
+            if records >= record_limit or inbox.empty():
                 return batch
             if size + len(inbox.peek().message.value or b"") > MAX_BATCH_BYTES:
                 return batch
