@@ -72,16 +72,6 @@ async def _record_times(bootstrap: str, events: str, deliveries: str,
     return created, routed
 
 
-async def _flood(bench: Bench, http: aiohttp.ClientSession, url: str, events: int) -> None:
-    """`events` events of the noisy app, in batches of 500."""
-    body = [{"type": "message.received", "data": data_of(n)} for n in range(events)]
-    for start in range(0, events, 500):
-        async with http.post(f"{url}/v1/apps/{NOISY_APP}/events/batch",
-                             headers=bench.headers_for(NOISY_APP),
-                             json={"events": body[start:start + 500]}) as response:
-            assert response.status == 202, await response.text()
-
-
 async def run(rate: float, seconds: float, flood: int = 0) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory(prefix="hookbus-hops-") as tmp:
         workdir = Path(tmp)
@@ -104,7 +94,7 @@ async def run(rate: float, seconds: float, flood: int = 0) -> dict[str, list[flo
                             await bench.subscribe(http, stack, slow.url(f"/slow{n}"), NOISY_APP)
                     await asyncio.sleep(5)
                     if flood:
-                        await _flood(bench, http, stack.ingest_url, flood)
+                        await bench.publish_batches(http, stack, NOISY_APP, flood)
                     sent = await _paced(bench, http, f"{stack.ingest_url}/v1/apps/{app}/events",
                                         app, rate, seconds)
                     await wait_for(lambda: all((path, i) in receiver.arrivals for i in sent), 120)

@@ -266,6 +266,16 @@ class Bench:
         await self.publish_concurrently(http, stack, app, warm)
         await wait_for(lambda: receiver.counts[path] >= warm, 120)
 
+    async def publish_batches(self, http: aiohttp.ClientSession, stack: Stack, app: str,
+                              count: int) -> None:
+        """`count` events of `app` in batch POSTs of 500 (a flood)."""
+        events = [{"type": "message.received", "data": data_of(n)} for n in range(count)]
+        for start in range(0, count, 500):
+            async with http.post(f"{stack.ingest_url}/v1/apps/{app}/events/batch",
+                                 headers=self.headers_for(app),
+                                 json={"events": events[start:start + 500]}) as response:
+                assert response.status == 202, await response.text()
+
     async def publish_concurrently(self, http: aiohttp.ClientSession, stack: Stack, app: str,
                                    count: int, first: int = 0) -> tuple[list[str], float]:
         """`count` single-event POSTs by PUBLISHERS concurrent clients; the
@@ -443,12 +453,7 @@ async def neighbour_scenario(bench: Bench, slow: CountingReceivers, repeat: int,
             meter = Meter(pids).start()
             alone = await bench.paced(http, url, slow, f"/quiet{repeat}", 20, seconds, QUIET_APP)
             out["neighbour_alone_load"] = _load(meter.stop())
-            events = [{"type": "message.received", "data": data_of(n)} for n in range(flood)]
-            for start in range(0, flood, 500):
-                async with http.post(f"{stack.ingest_url}/v1/apps/{NOISY_APP}/events/batch",
-                                     headers=bench.headers_for(NOISY_APP),
-                                     json={"events": events[start:start + 500]}) as response:
-                    assert response.status == 202, await response.text()
+            await bench.publish_batches(http, stack, NOISY_APP, flood)
             meter = Meter(pids).start()
             flooded = await bench.paced(http, url, slow, f"/quiet{repeat}", 20, seconds,
                                         QUIET_APP)

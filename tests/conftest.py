@@ -14,7 +14,8 @@ from pathlib import Path
 import aiohttp
 import aiohttp.web
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from devtools.broker import Broker, free_port
 from devtools.processes import Stack
@@ -82,6 +83,17 @@ async def consumer_records(bootstrap: KafkaAccess, topic: str) -> list[ConsumerR
         return found
     finally:
         await consumer.stop()
+
+
+async def group_offsets(bootstrap: KafkaAccess, group: str) -> dict[TopicPartition, int]:
+    """The offsets `group` has committed, by partition."""
+    admin = AIOKafkaAdminClient(**client_options(bootstrap))
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in offsets.items()}
 
 
 async def records(bootstrap: KafkaAccess, topic: str) -> list[tuple[bytes | None, bytes | None]]:

@@ -15,15 +15,13 @@ from pathlib import Path
 
 import aiohttp
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from devtools.broker import Broker
 from devtools.processes import Stack
 from schemas.eventlog import Routed, update_encoder
-from services.common.kafka_clients import client_options
 from services.common.topics import Topics, eventlog_app_id
 from services.eventlog.keys import partition_of
-from tests.conftest import PARTITIONS, auth, make_stack
+from tests.conftest import PARTITIONS, auth, group_offsets, make_stack
 
 APP = "app_batching"
 BACKLOG = 6000
@@ -75,14 +73,8 @@ async def listed(http: aiohttp.ClientSession, url: str, app: str = APP) -> set[s
 
 
 async def committed(bootstrap: str, topics: Topics, partition: int) -> int:
-    admin = AIOKafkaAdminClient(**client_options(bootstrap))
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(eventlog_app_id(topics.prefix))
-    finally:
-        await admin.close()
-    found = offsets.get(TopicPartition(topics.eventlog_updates, partition))
-    return found.offset if found is not None else -1
+    offsets = await group_offsets(bootstrap, eventlog_app_id(topics.prefix))
+    return offsets.get(TopicPartition(topics.eventlog_updates, partition), -1)
 
 
 async def all_listed(http: aiohttp.ClientSession, stack: Stack, ids: dict[str, list[str]],

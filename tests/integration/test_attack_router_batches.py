@@ -11,13 +11,13 @@ import random
 from pathlib import Path
 
 import aiohttp
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from devtools.broker import Broker
+from devtools.processes import Stack
 from schemas.deliveries import delivery_task_decoder
 from services.common.topics import Topics
-from tests.conftest import PARTITIONS, Receiver, consumer_records
+from tests.conftest import PARTITIONS, Receiver, consumer_records, group_offsets
 from tests.integration.client import Client
 from tests.integration.test_router_failures import APP, create_topics, event_record, running, \
     webhook
@@ -36,14 +36,24 @@ async def write_backlog(bootstrap: str, topic: str, count: int, data: bytes) -> 
         await producer.stop()
 
 
-async def group_offsets(bootstrap: str, group: str) -> dict[int, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return {tp.partition: meta.offset for tp, meta in offsets.items()}
+def padded(size: int) -> bytes:
+    """An event's `data` of about `size` bytes."""
+    return b'{"pad": "%s"}' % (b"p" * size)
+
+
+async def subscribed(http: aiohttp.ClientSession, stack: Stack, receiver: Receiver,
+                     hooks: int) -> None:
+    """APP with `hooks` webhooks to `receiver` (every event matches each)."""
+    client = Client(http, stack.ingest_url, APP)
+    for n in range(hooks):
+        await client.create_webhook(target=receiver.url(f"/h{n}"))
+
+
+async def until_routed(bootstrap: str, topics: Topics, count: int, timeout: float) -> None:
+    """Until `count` events have their Routed record in eventlog.updates."""
+    async with asyncio.timeout(timeout):
+        while len(await consumer_records(bootstrap, topics.eventlog_updates)) < count:
+            await asyncio.sleep(0.5)
 
 
 async def routed_ids(bootstrap: str, topics: Topics) -> set[str]:
@@ -58,7 +68,7 @@ async def unrouted_below_commits(bootstrap: str, topics: Topics, group: str) -> 
     routed = await routed_ids(bootstrap, topics)
     lost = []
     for record in await consumer_records(bootstrap, topics.events):
-        if record.offset < committed.get(record.partition, -1):
+        if record.offset < committed.get(TopicPartition(topics.events, record.partition), -1):
             event_id = record.value.split(b'"id": "')[1].split(b'"')[0].decode()
             if event_id not in routed:
                 lost.append(f"{event_id}@{record.partition}/{record.offset}")
@@ -79,8 +89,7 @@ async def test_rebalances_and_crashes_mid_batch_commit_nothing_unrouted(
     async with running(kafka, topics, tmp_path, "ingest") as stack, \
             aiohttp.ClientSession() as http:
         await webhook(Client(http, stack.ingest_url, APP), receiver, "/h")
-        await write_backlog(kafka.bootstrap, topics.events, count, b'{"pad": "%s"}' % (
-            b"p" * 2000))
+        await write_backlog(kafka.bootstrap, topics.events, count, padded(2000))
         stack.start("router")
         group = f"{prefix}router"
         for round_ in range(6):
@@ -113,8 +122,7 @@ async def test_sigterm_mid_batch_stops_cleanly_and_loses_nothing(
     async with running(kafka, topics, tmp_path, "ingest") as stack, \
             aiohttp.ClientSession() as http:
         await webhook(Client(http, stack.ingest_url, APP), receiver, "/h")
-        await write_backlog(kafka.bootstrap, topics.events, count, b'{"pad": "%s"}' % (
-            b"p" * 2000))
+        await write_backlog(kafka.bootstrap, topics.events, count, padded(2000))
         stack.start("router")
         group = f"{prefix}router"
         for _ in range(3):
@@ -151,15 +159,10 @@ async def test_a_backlog_of_large_events_to_many_webhooks_keeps_the_router_small
     count, hooks = 300, 5
     async with running(kafka, topics, tmp_path, "ingest") as stack, \
             aiohttp.ClientSession() as http:
-        client = Client(http, stack.ingest_url, APP)
-        for n in range(hooks):
-            await client.create_webhook(target=receiver.url(f"/h{n}"))
-        await write_backlog(kafka.bootstrap, topics.events, count,
-                            b'{"pad": "%s"}' % (b"p" * 400_000))
+        await subscribed(http, stack, receiver, hooks)
+        await write_backlog(kafka.bootstrap, topics.events, count, padded(400_000))
         router = stack.start("router")
-        async with asyncio.timeout(170):
-            while len(await consumer_records(kafka.bootstrap, topics.eventlog_updates)) < count:
-                await asyncio.sleep(2)
+        await until_routed(kafka.bootstrap, topics, count, 170)
         peak = peak_rss_mb(router.process.pid)
         print(f"router peak RSS {peak:.0f} MB")
         assert len(await consumer_records(kafka.bootstrap, topics.deliveries)) == count * hooks

@@ -13,10 +13,15 @@ import aiohttp
 
 from devtools.broker import Broker
 from services.common.topics import Topics
-from tests.conftest import Receiver, consumer_records
-from tests.integration.client import Client
-from tests.integration.test_attack_router_batches import unrouted_below_commits, write_backlog
-from tests.integration.test_router_failures import APP, create_topics, running
+from tests.conftest import Receiver
+from tests.integration.test_attack_router_batches import (
+    padded,
+    subscribed,
+    unrouted_below_commits,
+    until_routed,
+    write_backlog,
+)
+from tests.integration.test_router_failures import create_topics, running
 
 HOOKS = 10  # HOOKBUS_MAX_WEBHOOKS_PER_APP's default: 11 records an event
 
@@ -38,16 +43,11 @@ async def test_sigterm_with_a_full_inbox_of_wide_events_stops_promptly(
     count = 20_000
     async with running(kafka, topics, tmp_path, "ingest") as stack, \
             aiohttp.ClientSession() as http:
-        client = Client(http, stack.ingest_url, APP)
-        for n in range(HOOKS):
-            await client.create_webhook(target=receiver.url(f"/h{n}"))
+        await subscribed(http, stack, receiver, HOOKS)
         await asyncio.sleep(1.2)
-        await write_backlog(kafka.bootstrap, topics.events, count, b'{"pad": "%s"}' % (
-            b"p" * 200))
+        await write_backlog(kafka.bootstrap, topics.events, count, padded(200))
         router = stack.start("router")
-        async with asyncio.timeout(90):  # routing under way, both inboxes full
-            while len(await consumer_records(kafka.bootstrap, topics.eventlog_updates)) < 1500:
-                await asyncio.sleep(0.5)
+        await until_routed(kafka.bootstrap, topics, 1500, 90)  # both inboxes full by then
         cpu_before = cpu_seconds(router.process.pid)
         started = time.monotonic()
         router.process.send_signal(15)
@@ -80,17 +80,12 @@ async def test_a_router_joining_a_busy_one_gets_its_partitions_promptly(
     count = 20_000
     async with running(kafka, topics, tmp_path, "ingest") as stack, \
             aiohttp.ClientSession() as http:
-        client = Client(http, stack.ingest_url, APP)
-        for n in range(HOOKS):
-            await client.create_webhook(target=receiver.url(f"/h{n}"))
+        await subscribed(http, stack, receiver, HOOKS)
         await asyncio.sleep(1.2)
-        await write_backlog(kafka.bootstrap, topics.events, count, b'{"pad": "%s"}' % (
-            b"p" * 200))
+        await write_backlog(kafka.bootstrap, topics.events, count, padded(200))
         stack.start("router")
         await stack.wait_instance_ready("router")
-        async with asyncio.timeout(90):
-            while len(await consumer_records(kafka.bootstrap, topics.eventlog_updates)) < 1500:
-                await asyncio.sleep(0.5)
+        await until_routed(kafka.bootstrap, topics, 1500, 90)
         started = time.monotonic()
         stack.start("router", name="router-2")
         await stack.wait_instance_ready("router-2", timeout=90)

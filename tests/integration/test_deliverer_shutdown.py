@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from devtools.broker import Broker, free_port
+from devtools.processes import Stack
 from services.common.topics import Topics, ensure_topics
 from services.deliverer.app import CLOSE_BUDGET
 from tests.conftest import make_stack
@@ -36,6 +37,13 @@ async def own_broker(tmp_path: Path) -> AsyncIterator[Broker]:
         await asyncio.to_thread(broker.stop)
 
 
+async def stack_on(broker: Broker, tmp_path: Path) -> tuple[Topics, Stack]:
+    """Topics of a fresh prefix on `broker`, and a stack (not started) on them."""
+    topics = Topics(f"t{uuid.uuid4().hex[:10]}.", retry_delays=(1, 2))
+    await ensure_topics(broker.bootstrap, topics.specs(), partitions=3)
+    return topics, make_stack(broker.bootstrap, topics.prefix, tmp_path)
+
+
 def with_signal(broker: Broker, signum: int) -> None:
     try:
         os.kill(broker.pid, signum)
@@ -46,9 +54,7 @@ def with_signal(broker: Broker, signum: int) -> None:
 async def test_a_stop_step_that_never_returns_is_abandoned(
     own_broker: Broker, tmp_path: Path
 ) -> None:
-    topics = Topics(f"t{uuid.uuid4().hex[:10]}.", retry_delays=(1, 2))
-    await ensure_topics(own_broker.bootstrap, topics.specs(), partitions=3)
-    stack = make_stack(own_broker.bootstrap, topics.prefix, tmp_path)
+    _, stack = await stack_on(own_broker, tmp_path)
     stack.start("deliverer")
     try:
         await stack.wait_ready()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-import uuid
 from pathlib import Path
 
 import aiohttp
@@ -20,11 +19,10 @@ import msgspec
 import pytest
 
 from devtools.broker import Broker
-from services.common.topics import Topics, ensure_topics
 from services.ingest.app import CLOSE_BUDGET, REQUESTS_GRACE
-from tests.conftest import auth, consumer_records, make_stack
+from tests.conftest import auth, consumer_records
 from tests.integration.client import Client
-from tests.integration.test_deliverer_shutdown import own_broker, with_signal
+from tests.integration.test_deliverer_shutdown import own_broker, stack_on, with_signal
 
 __all__ = ["own_broker"]  # the fixture, used by name
 
@@ -48,9 +46,7 @@ async def test_ingest_stops_promptly_with_the_broker_frozen_and_keeps_what_it_ac
 ) -> None:
     """`thawed_after`: the broker answers again that long after the SIGTERM, and
     the requests under way are answered 202 (the producers close after them)."""
-    topics = Topics(f"t{uuid.uuid4().hex[:10]}.", retry_delays=(1, 2))
-    await ensure_topics(own_broker.bootstrap, topics.specs(), partitions=3)
-    stack = make_stack(own_broker.bootstrap, topics.prefix, tmp_path)
+    topics, stack = await stack_on(own_broker, tmp_path)
     stack.start("ingest")
     try:
         await stack.wait_ready()

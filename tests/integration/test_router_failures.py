@@ -28,7 +28,7 @@ from schemas.events import EventDeadLetter
 from services.common.topics import Topics, ensure_topics
 from services.router.app import EXIT_UNFINISHED_EVENT
 from services.router.read_committed import PREFETCH_BACKOFF_SECONDS
-from tests.conftest import PARTITIONS, Receiver, consumer_records, make_stack
+from tests.conftest import PARTITIONS, Receiver, consumer_records, group_offsets, make_stack
 from tests.integration.client import Client
 
 APP = "app_router_failures"
@@ -50,13 +50,22 @@ async def dead_letters(bootstrap: str, topics: Topics, count: int) -> list[Event
 
 
 async def committed_offset(bootstrap: str, group: str, tp: TopicPartition) -> int | None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return offsets[tp].offset if tp in offsets else None
+    return (await group_offsets(bootstrap, group)).get(tp)
+
+
+async def assert_stopped_unfinished(bootstrap: str, stack: Stack, prefix: str, topic: str,
+                                    partition: int, offset: int) -> None:
+    """The router ended with EXIT_UNFINISHED_EVENT, its critical line names the
+    event record at `partition`/`offset` of `topic`, and its group committed
+    no offset past it."""
+    assert await wait_exit(stack, "router") == EXIT_UNFINISHED_EVENT
+    where = f"{topic}/{partition}@{offset}"
+    critical = [json.loads(line) for line in stack.services["router"].log().splitlines()
+                if line.startswith("{") and '"critical"' in line]
+    assert [line for line in critical if where in line["message"]], critical
+    committed = await committed_offset(bootstrap, f"{prefix}router",
+                                       TopicPartition(topic, partition))
+    assert committed is None or committed <= offset
 
 
 async def set_max_message_bytes(bootstrap: str, topic: str, limit: int) -> None:
@@ -307,16 +316,10 @@ async def test_a_failed_send_stops_the_router_and_the_event_is_routed_after_rest
         await delete_topic(kafka.bootstrap, topics.deliveries)
         event_id = await client.publish("message.received", text="must not be lost")
 
-        assert await wait_exit(stack, "router") == EXIT_UNFINISHED_EVENT
         [record] = [r for r in await consumer_records(kafka.bootstrap, topics.events)
                     if event_id.encode() in r.value]
-        where = f"{topics.events}/{record.partition}@{record.offset}"
-        critical = [json.loads(line) for line in stack.services["router"].log().splitlines()
-                    if line.startswith("{") and '"critical"' in line]
-        assert [line for line in critical if where in line["message"]], critical
-        committed = await committed_offset(
-            kafka.bootstrap, f"{prefix}router", TopicPartition(topics.events, record.partition))
-        assert committed is None or committed <= record.offset
+        await assert_stopped_unfinished(kafka.bootstrap, stack, prefix, topics.events,
+                                        record.partition, record.offset)
 
         # The fault removed, the restarted router routes the event.
         await create_topics(kafka.bootstrap, topics)
@@ -338,11 +341,9 @@ async def test_a_failed_dead_letter_write_stops_the_router_and_is_retried_after_
         poison = b"not an event " * 4_000  # 52 kB: its dead letter is larger still
         await write_events(kafka.bootstrap, topics.events, poison)
 
-        assert await wait_exit(stack, "router") == EXIT_UNFINISHED_EVENT
         [record] = [r for r in await consumer_records(kafka.bootstrap, topics.events)]
-        committed = await committed_offset(
-            kafka.bootstrap, f"{prefix}router", TopicPartition(topics.events, record.partition))
-        assert committed is None or committed <= record.offset
+        await assert_stopped_unfinished(kafka.bootstrap, stack, prefix, topics.events,
+                                        record.partition, record.offset)
 
         # Restarted, the router reads the new limit and fits the letter to it.
         stack.restart("router")
@@ -373,14 +374,8 @@ async def test_a_failed_send_in_a_batch_stops_the_router_before_any_of_it_is_com
             kafka.bootstrap, topics.events, prefix, event_record(good[0]),
             event_record(good[1]), poison, event_record(good[2]), event_record(good[3]))
 
-        assert await wait_exit(stack, "router") == EXIT_UNFINISHED_EVENT
-        where = f"{topics.events}/0@{offsets[2]}"
-        critical = [json.loads(line) for line in stack.services["router"].log().splitlines()
-                    if line.startswith("{") and '"critical"' in line]
-        assert [line for line in critical if where in line["message"]], critical
-        committed = await committed_offset(kafka.bootstrap, f"{prefix}router",
-                                           TopicPartition(topics.events, 0))
-        assert committed is None or committed <= offsets[2]
+        await assert_stopped_unfinished(kafka.bootstrap, stack, prefix, topics.events, 0,
+                                        offsets[2])
 
         # Restarted, the router reads the new limit, fits the letter to it, and
         # routes (again, if need be) everything after the last commit.
