@@ -23,6 +23,10 @@ The rules, for a record of webhook `id` read from partition `p`:
   order, so without this a record written into a foreign partition (by a
   hostile or broken producer) won in the readers that happened to read it first
   and lost in the others.
+  A record outside its id's home partition counts against no app's limit: it
+  ends when the id's home records are read, which readers do at different
+  points, so a create judged with it counted held in some readers and lost in
+  the others.
 - With a current record of version `v`: version `v + 1` is applied; the same
   version with the same bytes is a no-op (a repair, or a duplicate); a version
   above `v + 1` is applied (records in between were compacted away: no writer
@@ -200,19 +204,19 @@ class WebhookLog:
             if shadow is not None and (shadow.partition == partition or at_home):
                 # A reader that never saw the first tombstone deletes it here.
                 del self._shadows[webhook_id]
-                self._count(shadow.partition, shadow.app_id, -1, self._shadow_live)
+                self._count(webhook_id, shadow.partition, shadow.app_id, -1, self._shadow_live)
             return _UNCHANGED
         if current is not None:
             del self._current[webhook_id]
-            self._count(current.partition, current.app_id, -1)
+            self._count(webhook_id, current.partition, current.app_id, -1)
         self._deleted[webhook_id] = partition
         if len(self._deleted) > self._deleted_capacity:
             forgotten, _ = self._deleted.popitem(last=False)
             shadow = self._shadows.pop(forgotten, None)
             if shadow is not None:  # forgotten: held as a reader without the tombstone holds it
-                self._count(shadow.partition, shadow.app_id, -1, self._shadow_live)
+                self._count(forgotten, shadow.partition, shadow.app_id, -1, self._shadow_live)
                 self._current[forgotten] = shadow
-                self._count(shadow.partition, shadow.app_id, +1)
+                self._count(forgotten, shadow.partition, shadow.app_id, +1)
         return Outcome("deleted")
 
     def _written(self, partition: int, webhook_id: str, record: Written) -> Outcome:
@@ -232,7 +236,7 @@ class WebhookLog:
             else:
                 shadow = self._shadows.pop(webhook_id, None)
                 if shadow is not None:  # replaced, as the foreign record it is for others
-                    self._count(shadow.partition, shadow.app_id, -1, self._shadow_live)
+                    self._count(webhook_id, shadow.partition, shadow.app_id, -1, self._shadow_live)
             return outcome
         current = self._current.get(webhook_id)
         if current is None:
@@ -242,11 +246,11 @@ class WebhookLog:
                 return Outcome("ignored", f"outside the webhook's partition {current.partition}")
             # The home partition's record, judged as if the foreign one were absent.
             del self._current[webhook_id]
-            self._count(current.partition, current.app_id, -1)
+            self._count(webhook_id, current.partition, current.app_id, -1)
             outcome = self._created(partition, webhook_id, record)
             if not outcome.holds:
                 self._current[webhook_id] = current
-                self._count(current.partition, current.app_id, +1)
+                self._count(webhook_id, current.partition, current.app_id, +1)
             return outcome
         if record.app_id != current.app_id:
             return Outcome("ignored", "names another app", repair=True)
@@ -269,17 +273,17 @@ class WebhookLog:
         deleted_in = self._deleted.pop(webhook_id)
         shadow = self._shadows.pop(webhook_id, None)
         if shadow is not None:  # judged by the same code, as if it were current
-            self._count(shadow.partition, shadow.app_id, -1, self._shadow_live)
+            self._count(webhook_id, shadow.partition, shadow.app_id, -1, self._shadow_live)
             self._current[webhook_id] = shadow
-            self._count(shadow.partition, shadow.app_id, +1)
+            self._count(webhook_id, shadow.partition, shadow.app_id, +1)
         try:
             self._written(partition, webhook_id, record)
         finally:
             shadow = self._current.pop(webhook_id, None)
             if shadow is not None:
-                self._count(shadow.partition, shadow.app_id, -1)
+                self._count(webhook_id, shadow.partition, shadow.app_id, -1)
                 self._shadows[webhook_id] = shadow
-                self._count(shadow.partition, shadow.app_id, +1, self._shadow_live)
+                self._count(webhook_id, shadow.partition, shadow.app_id, +1, self._shadow_live)
             self._deleted[webhook_id] = deleted_in
 
     def _created(self, partition: int, webhook_id: str, record: Written) -> Outcome:
@@ -290,11 +294,16 @@ class WebhookLog:
                                       "the most allowed", repair=True)
         self._current[webhook_id] = Current(record.version, record.app_id, partition,
                                             record.digest)
-        self._count(partition, record.app_id, +1)
+        self._count(webhook_id, partition, record.app_id, +1)
         return Outcome("created")
 
-    def _count(self, partition: int, app_id: str, change: int,
+    def _count(self, webhook_id: str, partition: int, app_id: str, change: int,
                counter: Counter[tuple[int, str]] | None = None) -> None:
+        if self._home is not None and self._home(webhook_id) not in (None, partition):
+            # Outside its home partition (a hostile or broken producer's): it counts
+            # against no limit, or a create there would be judged by whether a
+            # reader had read the id's home records (which end it) before it.
+            return
         counter = self._live if counter is None else counter
         key = (partition, app_id)
         counter[key] += change
