@@ -272,8 +272,17 @@ class Router:
                 # on what it fetched, and routes what was read: one event per
                 # app in turn, up to BATCH_RECORDS records or MAX_BATCH_BYTES.
                 first = await inbox.get()
-                await self._read_first(inbox)
-                batch = self._take_batch(first, inbox)
+                # While the consumer's flow is stopped (a rebalance, a SIGTERM)
+                # nothing more comes in and Faust waits for all the actors hold:
+                # nothing to be fair to, so neither a wait for the consumer nor
+                # a record limit (a SIGTERM or a rebalance with full inboxes of
+                # events to ten webhooks took 18-20 s of a busy loop with both,
+                # 1.5-5 s without: tests/integration/test_attack_router_fair.py).
+                reading = self.app.consumer.flow_active
+                if reading:
+                    await self._read_first(inbox)
+                batch = self._take_batch(first, inbox,
+                                         record_limit=BATCH_RECORDS if reading else math.inf)
                 if not batch:
                     continue
                 await self._route_batch(batch)
@@ -299,43 +308,34 @@ class Router:
             _exit_unfinished(None, exc)
 
     async def _read_first(self, inbox: FairInbox) -> None:
-        """Wait, at most READ_FIRST_SECONDS and while `inbox` has room, until
-        Faust's consumer has handed on every record of its last fetch.
+        """Wait, at most READ_FIRST_SECONDS, while `inbox` has room and the
+        consumer's flow runs, until Faust's consumer has handed on every record
+        of its last fetch.
 
         Faust hands records on one per turn of the event loop, and a batch's
         planning and sends take a whole turn: routed as they came, a flood's
         fan-out paced the reading of everything fetched after it, another
-        app's events on other partitions included.
-
-        Not while the consumer's flow is stopped (a rebalance, a SIGTERM): it
-        then hands on nothing more and Faust waits for every event the actors
-        hold, and a wait per batch made a SIGTERM or a rebalance with full
-        inboxes of events to ten webhooks take 18-20 s of a busy loop instead
-        of 1.5-5 s (tests/integration/test_attack_router_fair.py)."""
+        app's events on other partitions included."""
         handed_on = records_handed_on(self.app)
-        consumer = self.app.consumer
-        if handed_on is None or handed_on.is_set() or not consumer.flow_active:
+        if handed_on is None:
             return
+        consumer = self.app.consumer
         loop = asyncio.get_running_loop()
         deadline = loop.time() + READ_FIRST_SECONDS
         while (not handed_on.is_set() and consumer.flow_active and not inbox.full()
                and loop.time() < deadline):
             await asyncio.sleep(0)  # a turn: Faust hands on one more record
 
-    def _take_batch(self, first: faust.types.EventT, inbox: FairInbox) -> list[_Taken]:
+    def _take_batch(self, first: faust.types.EventT, inbox: FairInbox, *,
+                    record_limit: float) -> list[_Taken]:
         """`first` and the events after it in the inbox's turn, planned, until
-        their records reach BATCH_RECORDS (while the consumer's flow runs), the next would pass MAX_BATCH_BYTES
+        their records reach `record_limit`, the next would pass MAX_BATCH_BYTES
         of events (a batch is planned whole before it is sent, a task per
         matching webhook), or the inbox is empty. Events read before a
         rebalance are dropped: never acknowledged, their partition's owner
         reads them again."""
         assert self.limits is not None
         generation = self.app.consumer_generation_id
-        # While the consumer's flow is stopped (a rebalance, a SIGTERM) nothing
-        # more comes in and Faust waits for all that the actors hold: no
-        # record limit then (the bytes limit stays), or that wait costs a
-        # produce round trip and a batch's overhead per 32 records.
-        record_limit = BATCH_RECORDS if self.app.consumer.flow_active else math.inf
         batch: list[_Taken] = []
         records = size = 0
         event = first
