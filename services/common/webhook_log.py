@@ -23,10 +23,12 @@ The rules, for a record of webhook `id` read from partition `p`:
   order, so without this a record written into a foreign partition (by a
   hostile or broken producer) won in the readers that happened to read it first
   and lost in the others.
-  A record outside its id's home partition counts against no app's limit: it
-  ends when the id's home records are read, which readers do at different
-  points, so a create judged with it counted held in some readers and lost in
-  the others.
+  A record outside its id's home partition is not judged against, and counts
+  against, no app's limit: it ends when the id's home records are read, which
+  readers do at different points, so a create judged with it counted held in
+  some readers and lost in the others. It is repaired with a tombstone there
+  once it loses or ends (a tombstone outside the home binds no reader): else a
+  fresh reader takes it for the webhook once the home tombstone is cleaned.
 - With a current record of version `v`: version `v + 1` is applied; the same
   version with the same bytes is a no-op (a repair, or a duplicate); a version
   above `v + 1` is applied (records in between were compacted away: no writer
@@ -179,6 +181,12 @@ class WebhookLog:
                 repairs.append(Repair(webhook_id, partition, tombstone=True))
             elif current.partition == partition:
                 repairs.append(Repair(webhook_id, partition, tombstone=False))
+            elif not self._counts(webhook_id, partition):
+                # It lives elsewhere now, and this is not its home partition: a
+                # tombstone here binds no reader, and ends what is left here (else
+                # a fresh reader takes it for the webhook once the home one's
+                # tombstone is cleaned away).
+                repairs.append(Repair(webhook_id, partition, tombstone=True))
             # else: it lives elsewhere now; a tombstone here could delete it
         return repairs
 
@@ -193,6 +201,7 @@ class WebhookLog:
         current = self._current.get(webhook_id)
         if (current is not None and current.partition != partition
                 and not self._at_home(webhook_id, partition)):
+            self._repairs.pop((webhook_id, partition), None)  # it is the repair there
             return Outcome("ignored", f"tombstone outside the webhook's partition "
                                       f"{current.partition}")
         if webhook_id in self._deleted:
@@ -209,6 +218,8 @@ class WebhookLog:
         if current is not None:
             del self._current[webhook_id]
             self._count(webhook_id, current.partition, current.app_id, -1)
+            if current.partition != partition:  # a foreign record, ended at home: its
+                self._repairs[webhook_id, current.partition] = None  # own stays last there
         self._deleted[webhook_id] = partition
         if len(self._deleted) > self._deleted_capacity:
             forgotten, _ = self._deleted.popitem(last=False)
@@ -243,7 +254,11 @@ class WebhookLog:
             return self._created(partition, webhook_id, record)
         if current.partition != partition:
             if not self._at_home(webhook_id, partition):
-                return Outcome("ignored", f"outside the webhook's partition {current.partition}")
+                # Repaired (a tombstone here) when the id's home is known: else it
+                # stays last here, and a fresh reader takes it for the webhook once
+                # the home record's tombstone is cleaned away.
+                return Outcome("ignored", f"outside the webhook's partition {current.partition}",
+                               repair=not self._counts(webhook_id, partition))
             # The home partition's record, judged as if the foreign one were absent.
             del self._current[webhook_id]
             self._count(webhook_id, current.partition, current.app_id, -1)
@@ -251,6 +266,8 @@ class WebhookLog:
             if not outcome.holds:
                 self._current[webhook_id] = current
                 self._count(webhook_id, current.partition, current.app_id, +1)
+            else:  # the foreign record stays last in its partition: end it there
+                self._repairs[webhook_id, current.partition] = None
             return outcome
         if record.app_id != current.app_id:
             return Outcome("ignored", "names another app", repair=True)
@@ -289,6 +306,7 @@ class WebhookLog:
     def _created(self, partition: int, webhook_id: str, record: Written) -> Outcome:
         key = (partition, record.app_id)
         if (record.version <= 1 and record.app_limit > 0 and not record.is_repair
+                and self._counts(webhook_id, partition)
                 and self._live[key] + self._shadow_live[key] >= record.app_limit):
             return Outcome("ignored", f"app {record.app_id} has {record.app_limit} webhooks, "
                                       "the most allowed", repair=True)
@@ -297,12 +315,16 @@ class WebhookLog:
         self._count(webhook_id, partition, record.app_id, +1)
         return Outcome("created")
 
+    def _counts(self, webhook_id: str, partition: int) -> bool:
+        """Whether a record of `webhook_id` in `partition` is judged against, and
+        counts against, its app's limit: not outside its home partition (a
+        hostile or broken producer's record there ends when the id's home
+        records are read, which readers do at different points)."""
+        return self._home is None or self._home(webhook_id) in (None, partition)
+
     def _count(self, webhook_id: str, partition: int, app_id: str, change: int,
                counter: Counter[tuple[int, str]] | None = None) -> None:
-        if self._home is not None and self._home(webhook_id) not in (None, partition):
-            # Outside its home partition (a hostile or broken producer's): it counts
-            # against no limit, or a create there would be judged by whether a
-            # reader had read the id's home records (which end it) before it.
+        if not self._counts(webhook_id, partition):
             return
         counter = self._live if counter is None else counter
         key = (partition, app_id)

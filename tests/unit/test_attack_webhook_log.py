@@ -180,3 +180,95 @@ def test_readers_agree_on_any_log_including_the_limits(data: st.DataObject, raw:
     assert state(first) == state(second)
     assert {(p, a): first.live(p, a) for p in (0, 1) for a in ("app_1", "b")} == \
         {(p, a): second.live(p, a) for p in (0, 1) for a in ("app_1", "b")}
+
+
+def _repaired(records: list[Record]) -> list[Record]:
+    """`records` with ingest's repairs appended after them."""
+    log = read(records)
+    current = dict(records_current(records))
+    return records + [(r.partition, r.webhook_id, None if r.tombstone else current[r.webhook_id])
+                      for r in log.take_repairs()]
+
+
+def records_current(records: list[Record]) -> list[tuple[str, Written]]:
+    log = WebhookLog(home=home)
+    held = []
+    for partition, key, written in records:
+        if log.apply(partition, key, written).kind in ("created", "updated"):
+            assert written is not None
+            held.append((key, written))
+    return held
+
+
+def _cleaned(records: list[Record]) -> list[Record]:
+    """What the cleaner leaves once the tombstones are past delete.retention.ms."""
+    last = {(p, k): n for n, (p, k, _) in enumerate(records)}
+    return [r for n, r in enumerate(records) if last[r[0], r[1]] == n and r[2] is not None]
+
+
+@pytest.mark.parametrize("records", [
+    # a copy of the webhook in another partition, ignored while the webhook lives
+    pytest.param([(0, "wh_a", rec(1, limit=5)), (1, "wh_a", rec(1, limit=5)), (0, "wh_a", None)],
+                 id="foreign copy"),
+    # a foreign record that held until the home partition's tombstone ended it
+    pytest.param([(1, "wh_a", rec(3, app="app_evil")), (0, "wh_a", None)],
+                 id="foreign record ended at home"),
+    # replaced by the home record, which is deleted later
+    pytest.param([(1, "wh_a", rec(3, app="app_evil")), (0, "wh_a", rec(1, limit=5)),
+                  (0, "wh_a", None)], id="foreign record replaced at home"),
+])
+def test_a_deleted_webhook_stays_deleted_once_its_tombstone_is_cleaned(
+        records: list[Record]) -> None:
+    """A hostile producer's record for a webhook's id in a foreign partition
+    stayed last there: once the webhook was deleted at home and the cleaner
+    dropped its tombstone, a fresh reader (any service restarted a day later)
+    took it for a live webhook that the running ones hold deleted."""
+    whole = _repaired(records)
+    assert read(whole).current("wh_a") is None
+    fresh = read(_cleaned(whole))
+    assert fresh.current("wh_a") is None, whole
+
+
+def test_a_foreign_record_is_not_judged_against_the_limit_either() -> None:
+    """Judged against a limit it does not count against, a foreign create held
+    or lost by whether a home create of its partition was read before it, which
+    compaction changes (it keeps the last record of each key, in its place)."""
+    HOME["wh_c0"] = 1
+    try:
+        records = [(1, "wh_a", rec(1, limit=1, content="1")),
+                   (1, "wh_a", rec(1, app="b", limit=1)),  # stale: repaired with wh_a again
+                   (1, "wh_c0", rec(1, limit=1, content="c0")),
+                   (1, "wh_a", rec(1, limit=1, content="1"))]  # (that repair)
+        truth, fresh = read(records), read([records[2], records[3]])
+        assert (truth.current("wh_a"), truth.current("wh_c0")) == \
+            (fresh.current("wh_a"), fresh.current("wh_c0"))
+        assert fresh.current("wh_a") is not None
+    finally:
+        del HOME["wh_c0"]
+
+
+# Each id's records carry its create's limit. Two partitions (as above: in three,
+# an id's records in two foreign partitions are judged first come first served).
+_LIMITS = {"wh_a": 1, "wh_b": 2}
+_PLACED = st.tuples(st.integers(0, 1), st.sampled_from(sorted(_LIMITS)),
+                    st.one_of(st.none(), st.tuples(st.integers(1, 3),
+                                                   st.sampled_from(["app_1", "b"]),
+                                                   st.integers(0, 2))))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(data=st.data(), raw=st.lists(_PLACED, max_size=12), drop_tombstones=st.booleans())
+def test_hostile_placement_changes_no_conclusion_after_compaction(
+        data: st.DataObject, raw: list, drop_tombstones: bool) -> None:
+    """Any records anywhere, then ingest's repairs; cleaned (the tombstones
+    dropped or not) and read in any interleaving, the log says the same."""
+    records: list[Record] = [
+        (p, k, None if w is None else Written(w[0], w[1], _LIMITS[k],
+                                              digest_of(f"{k}/{w}".encode())))
+        for p, k, w in raw]
+    whole = _repaired(records)
+    last = {(p, k): n for n, (p, k, _) in enumerate(whole)}
+    cleaned = [r for n, r in enumerate(whole) if last[r[0], r[1]] == n
+               and not (drop_tombstones and r[2] is None)]
+    truth, fresh = read(whole), read(data.draw(interleaving(cleaned)))
+    assert {k: truth.current(k) for k in _LIMITS} == {k: fresh.current(k) for k in _LIMITS}
